@@ -1,0 +1,1 @@
+"""Apache Beam wiring only: PTransforms around `corpus/` functions, counters, and entry points."""

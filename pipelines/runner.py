@@ -1,0 +1,38 @@
+"""Beam pipeline options shared by every pipeline of the project.
+
+Locally (no `--runner`, or `--runner=DirectRunner`) Beam 2.77 first tries to download the Prism
+runner binary and then falls back; on a machine without network that is slow and noisy. We pin
+the FnApiRunner in multi_processing mode instead, which is correct across worker processes
+(see DESIGN.md). Any other runner (Dataflow, Flink, Spark, Portable) and all of its options pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+LOCAL_RUNNER_ALIASES = {None, "DirectRunner", "SwitchingDirectRunner", "FnApiRunner"}
+
+
+def pipeline_options(beam_args: list[str], default_workers: int | None = None) -> PipelineOptions:
+    """PipelineOptions from the arguments our own parser did not consume.
+
+    Local runs get the FnApiRunner with `direct_running_mode=multi_processing` and
+    `direct_num_workers` (default: the number of CPU cores) unless the user set them.
+    """
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    if standard.runner in LOCAL_RUNNER_ALIASES:
+        standard.runner = "FnApiRunner"
+        direct = options.view_as(DirectOptions)
+        if "--direct_running_mode" not in " ".join(beam_args):
+            direct.direct_running_mode = "multi_processing"
+        if not any(arg.startswith("--direct_num_workers") for arg in beam_args):
+            direct.direct_num_workers = default_workers or os.cpu_count() or 1
+    return options
+
+
+def is_local(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner == "FnApiRunner"

@@ -1,0 +1,1 @@
+"""Continued pretraining with Megatron-Core: model construction, data, the loop, checkpoints."""
