@@ -6,12 +6,14 @@ the shard format lives in one place.
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import zstandard
+
+from corpus.records import BadFile, decompressed
 
 SHARD_GLOB = "part-*-of-*.jsonl.zst"
 
@@ -44,12 +46,12 @@ def read_shard(path: str | Path) -> Iterator[dict]:
     path = Path(path)
     try:
         with open(path, "rb") as raw:
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-            text = io.TextIOWrapper(reader, encoding="utf-8")
-            for line_number, line in enumerate(text, 1):
+            for line in decompressed(raw, str(path)):
                 if line.strip():
                     yield json.loads(line)
-    except (zstandard.ZstdError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except BadFile as exc:
+        raise ShardError(str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ShardError(f"{path}: unreadable shard ({exc})") from None
     except OSError as exc:
         raise ShardError(f"{path}: {exc.strerror or exc}") from None
@@ -62,3 +64,23 @@ def iter_documents(paths: str | Path | list[str | Path]) -> Iterator[dict]:
     for path in paths:
         for shard in shard_paths(path):
             yield from read_shard(shard)
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"part-{index:05d}-of-{count:05d}.jsonl.zst"
+
+
+def shard_of(key: str, count: int) -> int:
+    """Stable shard index of a document id (the same on every run, machine and Python)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % count
+
+
+def encode_shard(records: list[dict], level: int) -> bytes:
+    """Records (already sorted) as one zstd frame of JSONL; identical input gives identical bytes."""
+    payload = "".join(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n" for record in records)
+    return zstandard.ZstdCompressor(level=level, write_checksum=True).compress(payload.encode("utf-8"))
+
+
+def shard_entry(name: str, records: int, data: bytes) -> dict:
+    """A manifest entry for one written shard."""
+    return {"file": name, "documents": records, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -9,9 +9,11 @@ through untouched.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 
 LOCAL_RUNNER_ALIASES = {None, "DirectRunner", "SwitchingDirectRunner", "FnApiRunner"}
 
@@ -31,8 +33,34 @@ def pipeline_options(beam_args: list[str], default_workers: int | None = None) -
             direct.direct_running_mode = "multi_processing"
         if not any(arg.startswith("--direct_num_workers") for arg in beam_args):
             direct.direct_num_workers = default_workers or os.cpu_count() or 1
+    worker = options.view_as(WorkerOptions)
+    if not any(arg.startswith("--default_sdk_harness_log_level") for arg in beam_args):
+        worker.default_sdk_harness_log_level = "WARNING"  # workers log every channel at INFO
     return options
 
 
 def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner == "FnApiRunner"
+
+
+@contextlib.contextmanager
+def worker_logs_to(log_path: str | None):
+    """Send this process's and its worker processes' stderr to `log_path` while the block runs.
+
+    The FnApiRunner's worker subprocesses inherit stderr and log every gRPC channel (and every
+    error several times over) before any option reaches them; a user should see one line per
+    problem, and the full log stays in the file. With `log_path=None` nothing is redirected.
+    """
+    if log_path is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -96,8 +96,12 @@ def transformer_config(
     params_dtype: torch.dtype = torch.float32,
     recompute: bool = False,
     on_cpu: bool | None = None,
+    perform_initialization: bool = True,
 ):
-    """Megatron TransformerConfig for a Llama shape. On CPU every fused kernel is off."""
+    """Megatron TransformerConfig for a Llama shape. On CPU every fused kernel is off.
+
+    `perform_initialization=False` skips the random init (weights about to be loaded anyway).
+    """
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     on_cpu = (not torch.cuda.is_available()) if on_cpu is None else on_cpu
@@ -125,6 +129,7 @@ def transformer_config(
         pipeline_dtype=params_dtype,
         bf16=bf16,
         use_cpu_initialization=on_cpu,
+        perform_initialization=perform_initialization,
         # Fused kernels need CUDA; on GPUs they are Megatron's defaults.
         gradient_accumulation_fusion=not on_cpu,
         apply_rope_fusion=False,
@@ -172,6 +177,7 @@ def build_gpt_model(
     make_vocab_size_divisible_by: int = 128,
     recompute: bool = False,
     use_transformer_engine: bool | None = None,
+    perform_initialization: bool = True,
 ):
     """This rank's stage of the model. Needs `parallel_state.initialize_model_parallel` first."""
     from megatron.core import parallel_state
@@ -183,6 +189,7 @@ def build_gpt_model(
         pipeline_parallel=pipeline_parallel,
         params_dtype=params_dtype,
         recompute=recompute,
+        perform_initialization=perform_initialization,
     )
     return GPTModel(
         config=config,

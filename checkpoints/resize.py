@@ -1,0 +1,256 @@
+"""Grow a Hugging Face Llama's vocabulary to a merged tokenizer's, initializing the new rows.
+
+    kocpt checkpoints resize --model HF_DIR --tokenizer MERGED_TOKENIZER_DIR --output HF_DIR \\
+        [--init fvt|mean|random] [--lm-head mean|first] [--pad-to-multiple N]
+
+Works tensor by tensor (lazy `safe_open` in, sharded safetensors out), so memory stays near the
+size of the largest tensor, not the model: a 7B model resizes on a machine with far less RAM than
+its size. Old rows are copied bit for bit; only rows for the new ids are computed (see
+`checkpoints/vocab_init.py` for fvt / mean / random and the LM-head choice). Untied (Llama-2)
+and tied embeddings are both handled.
+
+The merged tokenizer must extend the model's own: its first pieces must equal the base
+tokenizer's (`--base-tokenizer`, default the model directory's tokenizer.model), which FVT also
+uses to spell each new piece in old pieces. With `--pad-to-multiple N` the vocabulary is padded
+with rows no tokenizer id reaches; they get the mean row and are listed in the generation
+config's `suppress_tokens`, so `generate()` never produces them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from checkpoints.errors import BadInput
+from checkpoints.hf_io import (
+    HFCheckpoint,
+    atomic_output_dir,
+    copy_tokenizer_files,
+    peak_rss_bytes,
+    write_safetensors_shards,
+)
+from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
+
+EMBED = "model.embed_tokens.weight"
+LM_HEAD = "lm_head.weight"
+
+
+@dataclass(frozen=True)
+class ResizeConfig:
+    model: Path
+    tokenizer: Path
+    output: Path
+    init: str = "fvt"
+    lm_head: str = "mean"
+    pad_to_multiple: int = 1
+    base_tokenizer: Path | None = None
+    seed: int = 0
+    max_shard_bytes: int = 2 * 1024**3
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if self.init not in INIT_METHODS:
+            raise BadInput(f"--init {self.init!r}: expected one of {', '.join(INIT_METHODS)}")
+        if self.lm_head not in LM_HEAD_METHODS:
+            raise BadInput(f"--lm-head {self.lm_head!r}: expected one of {', '.join(LM_HEAD_METHODS)}")
+        if self.pad_to_multiple < 1:
+            raise BadInput(f"--pad-to-multiple must be ≥ 1, got {self.pad_to_multiple}")
+        if self.max_shard_bytes < 1:
+            raise BadInput("--max-shard-size-mb must be ≥ 1")
+
+
+def _sentencepiece_file(path: Path, what: str) -> Path:
+    file = path / "tokenizer.model" if path.is_dir() else path
+    if not file.is_file():
+        raise BadInput(f"{path}: no tokenizer.model ({what} must be a SentencePiece tokenizer)")
+    return file
+
+
+def load_model_proto(path: Path, what: str):
+    from google.protobuf.message import DecodeError
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    file = _sentencepiece_file(path, what)
+    proto = pb.ModelProto()
+    try:
+        proto.ParseFromString(file.read_bytes())
+    except DecodeError:
+        raise BadInput(f"{file}: not a SentencePiece model") from None
+    if not proto.pieces:
+        raise BadInput(f"{file}: not a SentencePiece model (no pieces)")
+    return proto, file
+
+
+def check_extends(merged, merged_file: Path, base, base_file: Path, model_vocab: int) -> None:
+    """The merged tokenizer keeps the base tokenizer's pieces at the same ids."""
+    n = min(len(base.pieces), model_vocab)
+    if len(merged.pieces) < n:
+        raise BadInput(f"{merged_file}: {len(merged.pieces)} pieces, fewer than the base tokenizer's {n}")
+    for i in range(n):
+        a, b = merged.pieces[i], base.pieces[i]
+        if a.piece != b.piece or a.type != b.type:
+            raise BadInput(
+                f"{merged_file}: the first {n:,} pieces differ from the model's tokenizer "
+                f"{base_file} (id {i}: {a.piece!r} vs {b.piece!r})"
+            )
+
+
+def resize(config: ResizeConfig, progress: bool = True) -> dict:
+    config.validate()
+    started = time.perf_counter()
+    hf = HFCheckpoint(config.model)
+    if hf.config.get("model_type") != "llama":
+        raise BadInput(f"{hf.path / 'config.json'}: not a Llama config (model_type={hf.config.get('model_type')!r})")
+    tokenizer_dir = Path(config.tokenizer)
+    if not tokenizer_dir.is_dir():
+        raise BadInput(f"{tokenizer_dir}: not a directory")
+    merged, merged_file = load_model_proto(tokenizer_dir, "--tokenizer")
+    embed = hf.info(EMBED)
+    old_vocab, hidden = embed.shape
+    if hf.config.get("vocab_size") != old_vocab:
+        raise BadInput(f"{hf.path}: config vocab_size {hf.config.get('vocab_size')} but {EMBED} has {old_vocab} rows")
+    tied = bool(hf.config.get("tie_word_embeddings", False))
+    if not tied and hf.info(LM_HEAD).shape != embed.shape:
+        raise BadInput(f"{hf.path}: {LM_HEAD} shape {list(hf.info(LM_HEAD).shape)} != {EMBED} {list(embed.shape)}")
+    if len(merged.pieces) < old_vocab:
+        raise BadInput(
+            f"{merged_file}: tokenizer has {len(merged.pieces):,} pieces, fewer than the model's vocabulary {old_vocab:,}"
+        )
+    base_path = config.base_tokenizer or hf.path
+    if config.base_tokenizer is None and not (hf.path / "tokenizer.model").is_file():
+        raise BadInput(f"{hf.path}: no tokenizer.model to compare the merged tokenizer with (pass --base-tokenizer)")
+    base, base_file = load_model_proto(Path(base_path), "--base-tokenizer")
+    check_extends(merged, merged_file, base, base_file, old_vocab)
+
+    new_vocab = len(merged.pieces)
+    padded_vocab = -(-new_vocab // config.pad_to_multiple) * config.pad_to_multiple
+    new_ids = [(i, merged.pieces[i].piece) for i in range(old_vocab, new_vocab)]
+    if config.init == "fvt":
+        new_pieces = fvt_sources(new_ids, base.SerializeToString())
+    else:
+        new_pieces = [NewPiece(i, p, ()) for i, p in new_ids]
+    # Padding rows: never produced by the tokenizer; mean rows, suppressed in generation.
+    pad_pieces = [NewPiece(i, "", ()) for i in range(new_vocab, padded_vocab)]
+    generator = torch.Generator().manual_seed(config.seed)
+    init_std = float(hf.config.get("initializer_range", 0.02))
+
+    def grown(name: str) -> torch.Tensor:
+        old = hf.read(name)
+        out = torch.empty((padded_vocab, hidden), dtype=old.dtype)
+        out[:old_vocab] = old  # bit-identical copy
+        is_head = name == LM_HEAD
+        out[old_vocab:new_vocab] = new_rows(
+            old, new_pieces, config.init, is_lm_head=is_head, lm_head_method=config.lm_head,
+            init_std=init_std, generator=generator,
+        )
+        out[new_vocab:] = new_rows(old, pad_pieces, "mean")
+        return out
+
+    def make_tensor(name: str) -> torch.Tensor:
+        return grown(name) if name in (EMBED, LM_HEAD) else hf.read(name)
+
+    specs = [
+        (name, (padded_vocab, hidden) if name in (EMBED, LM_HEAD) else info.shape, info.dtype)
+        for name, info in sorted(hf.tensors.items(), key=lambda kv: _hf_order(kv[0]))
+    ]
+    with atomic_output_dir(config.output, config.overwrite) as tmp:
+        copy_tokenizer_files(tokenizer_dir, tmp)
+        write_safetensors_shards(
+            tmp, specs, make_tensor, max_shard_bytes=config.max_shard_bytes,
+            progress="resizing" if progress else None,
+        )
+        model_config = dict(hf.config)
+        model_config["vocab_size"] = padded_vocab
+        (tmp / "config.json").write_text(json.dumps(model_config, indent=2) + "\n")
+        generation = {"bos_token_id": hf.config.get("bos_token_id", 1), "eos_token_id": hf.config.get("eos_token_id", 2)}
+        if (hf.path / "generation_config.json").is_file():
+            generation = json.loads((hf.path / "generation_config.json").read_text())
+        if padded_vocab > new_vocab:
+            generation["suppress_tokens"] = list(range(new_vocab, padded_vocab))
+        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        fvt_lengths = [len(p.source_ids) for p in new_pieces if p.source_ids]
+        report = {
+            "model": str(hf.path),
+            "tokenizer": str(tokenizer_dir),
+            "init": config.init,
+            "lm_head": config.lm_head if config.init == "fvt" else config.init,
+            "tied_embeddings": tied,
+            "old_vocab_size": old_vocab,
+            "tokenizer_pieces": new_vocab,
+            "vocab_size": padded_vocab,
+            "new_rows": new_vocab - old_vocab,
+            "padding_rows": padded_vocab - new_vocab,
+            "fvt_mean_pieces_per_new_token": (sum(fvt_lengths) / len(fvt_lengths)) if fvt_lengths else None,
+            "fvt_mean_row_fallbacks": sum(1 for p in new_pieces if not p.source_ids) if config.init == "fvt" else None,
+        }
+        (tmp / "resize_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report.update(seconds=time.perf_counter() - started, model_bytes=hf.model_bytes, peak_rss_bytes=peak_rss_bytes())
+    return report
+
+
+def _hf_order(name: str):
+    """Embeddings first, layers in numeric order, then the final norm and the LM head."""
+    if name == EMBED:
+        return (0, 0, name)
+    if name.startswith("model.layers."):
+        return (1, int(name.split(".")[2]), name)
+    return (2, 0 if name == "model.norm.weight" else 1, name)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Grow a Hugging Face Llama's embeddings and LM head to a merged tokenizer's "
+        "vocabulary; old rows are kept bit for bit, new rows initialized.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="Hugging Face Llama directory (safetensors)")
+    parser.add_argument("--tokenizer", required=True, type=Path, help="merged tokenizer directory (tokenizer.model ...)")
+    parser.add_argument("--output", required=True, type=Path, help="directory to create")
+    parser.add_argument("--init", default="fvt", choices=INIT_METHODS, help="new-row initialization (default fvt)")
+    parser.add_argument(
+        "--lm-head", default="mean", choices=LM_HEAD_METHODS,
+        help="fvt LM-head rows: mean of the pieces' rows, or the first piece's row as EEVE does (default mean)",
+    )
+    parser.add_argument("--pad-to-multiple", type=int, default=1, help="pad the vocabulary to a multiple of N (default 1)")
+    parser.add_argument(
+        "--base-tokenizer", type=Path,
+        help="the model's own tokenizer (dir or tokenizer.model); default: the one in --model",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for --init random")
+    parser.add_argument("--max-shard-size-mb", type=int, default=2048, help="safetensors shard size")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    prog = prog or "resize"
+    try:
+        report = resize(
+            ResizeConfig(
+                model=args.model, tokenizer=args.tokenizer, output=args.output, init=args.init,
+                lm_head=args.lm_head, pad_to_multiple=args.pad_to_multiple,
+                base_tokenizer=args.base_tokenizer, seed=args.seed,
+                max_shard_bytes=args.max_shard_size_mb * 1024**2, overwrite=args.overwrite,
+            )
+        )
+    except BadInput as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    ratio = report["peak_rss_bytes"] / max(report["model_bytes"], 1)
+    print(
+        f"{prog}: {report['old_vocab_size']:,} -> {report['vocab_size']:,} rows "
+        f"({report['new_rows']:,} new, {report['init']}) in {report['seconds']:.1f} s; wrote {args.output}; "
+        f"peak RSS {report['peak_rss_bytes'] / 2**30:.2f} GiB = {ratio:.2f}x the model's {report['model_bytes'] / 2**30:.2f} GiB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

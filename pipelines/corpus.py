@@ -1,0 +1,269 @@
+"""`python -m pipelines.corpus` (and `kocpt corpus`): raw Korean text → clean, deduplicated shards.
+
+    read → normalize → scrub PII → quality filter → exact dedup → MinHash near dedup → shard
+
+Runs on Beam: locally on the FnApiRunner with worker processes, or on any runner given with
+Beam's own options (`--runner DataflowRunner --project ... --region ... --temp_location ...`).
+The output appears complete or not at all: the job writes into `OUTPUT.tmp-*` and the directory
+is renamed to OUTPUT only after the job succeeded and the counts added up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import replace
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from corpus.config import CorpusConfig, load_corpus_config
+from corpus.records import HF_PREFIX, SUPPORTED_SUFFIXES, input_format, is_hf_dataset_dir
+from corpus.shards import shard_name
+from pipelines import corpus_steps as steps
+from pipelines.runner import is_local, pipeline_options, worker_logs_to
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
+MIB = 1 << 20
+
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line."""
+
+
+def build_parser(prog: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m pipelines.corpus",
+        description="Clean, scrub, filter, deduplicate (exact + MinHash) and shard raw Korean text. "
+        "Any Apache Beam pipeline option (--runner, --direct_num_workers, Dataflow/Flink/Spark "
+        "options) is passed to Beam untouched.",
+    )
+    parser.add_argument("--input", action="append", required=True, metavar="PATH",
+                        help="a file, glob, directory, save_to_disk dataset directory, or hf:NAME[:CONFIG][:SPLIT]; "
+                        f"repeatable. Files: {', '.join(SUPPORTED_SUFFIXES)}")
+    parser.add_argument("--output", required=True, help="output directory (must not exist, unless --overwrite)")
+    parser.add_argument("--config", help="YAML run config; its corpus: section is used (default: built-in defaults)")
+    parser.add_argument("--text-field", help="JSON/Parquet/dataset field holding the text (default: text)")
+    parser.add_argument("--id-field", help="field holding a document id (default: id); else <source>:<file>:<line>")
+    parser.add_argument("--txt-mode", choices=("lines", "paragraphs"),
+                        help=".txt documents: one per line (default) or separated by blank lines")
+    parser.add_argument("--num-shards", type=int, help="number of output shards (default: from --target-shard-mb)")
+    parser.add_argument("--target-shard-mb", type=float, help="input MB per shard when --num-shards is not given")
+    parser.add_argument("--zstd-level", type=int, help="zstd compression level 1-22 (default: 10)")
+    parser.add_argument("--no-near-dedup", action="store_true", help="skip MinHash near-duplicate removal")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="record a corrupt/truncated file in rejected/ and go on, instead of failing the job")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (only after success)")
+    parser.add_argument("--verbose", action="store_true", help="show Beam's and its workers' logs instead of keeping them in a file")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> CorpusConfig:
+    config = load_corpus_config(args.config)
+    read = config.read
+    for field, value in (("text_field", args.text_field), ("id_field", args.id_field), ("txt_mode", args.txt_mode)):
+        if value is not None:
+            read = replace(read, **{field: value})
+    overrides = {"read": read}
+    if args.num_shards is not None:
+        overrides["num_shards"] = args.num_shards
+    if args.target_shard_mb is not None:
+        overrides["target_shard_mb"] = args.target_shard_mb
+    if args.zstd_level is not None:
+        overrides["zstd_level"] = args.zstd_level
+    if args.no_near_dedup:
+        overrides["near_dedup"] = False
+    config = replace(config, **overrides)
+    config.validate()
+    return config
+
+
+def expand_inputs(patterns: list[str]) -> list[tuple[str, str, int]]:
+    """Every input as (kind, name, size in bytes); kind is "file" or "dataset". Sorted, unique."""
+    found: dict[str, tuple[str, str, int]] = {}
+    for pattern in patterns:
+        if pattern.startswith(HF_PREFIX):
+            found[pattern] = ("dataset", pattern, 0)
+            continue
+        if os.path.isdir(pattern):
+            if is_hf_dataset_dir(pattern):
+                size = sum(entry.stat().st_size for entry in os.scandir(pattern) if entry.is_file())
+                found[pattern] = ("dataset", pattern, size)
+                continue
+            pattern = os.path.join(pattern, "**")
+        matches = FileSystems.match([pattern])[0].metadata_list
+        if not matches:
+            raise UsageError(f"{pattern}: no such file (or nothing matches)")
+        supported = [m for m in matches if input_format(m.path) in ("text", "jsonl", "parquet")]
+        if not supported:
+            raise UsageError(f"{pattern}: no supported input files ({', '.join(SUPPORTED_SUFFIXES)})")
+        for meta in supported:
+            found[meta.path] = ("file", meta.path, meta.size_in_bytes)
+    return [found[name] for name in sorted(found)]
+
+
+def count_shards(config: CorpusConfig, input_bytes: int) -> int:
+    if config.num_shards is not None:
+        return config.num_shards
+    return max(1, math.ceil(input_bytes / (config.target_shard_mb * MIB)))
+
+
+def build_pipeline(pipeline, inputs, config: CorpusConfig, staging: str, num_shards: int, skip_bad_files: bool, run_info: dict):
+    """The whole job graph; returns nothing (everything it produces is written under `staging`)."""
+    specs = [(kind, name) for kind, name, _ in inputs]
+    read = (
+        pipeline
+        | "Inputs" >> beam.Create(specs)
+        | "SpreadInputs" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(steps.ReadInputFn(config.read, skip_bad_files)).with_outputs(
+            steps.ReadInputFn.REJECTED, main="docs"
+        )
+    )
+    cleaned = (
+        read.docs
+        | "SpreadDocs" >> beam.Reshuffle()
+        | "Clean" >> beam.ParDo(steps.CleanFn(config.quality, config.scrub_pii)).with_outputs(
+            steps.CleanFn.DROPPED, steps.CleanFn.PII, main="docs"
+        )
+    )
+    outcomes = [read[steps.ReadInputFn.REJECTED], cleaned[steps.CleanFn.DROPPED]]
+    docs = cleaned.docs
+    if config.exact_dedup:
+        exact = docs | "ExactDedup" >> steps.ExactDedup()
+        docs = exact.kept
+        outcomes.append(exact.dropped)
+    input_bytes = sum(size for _, _, size in inputs)
+    if config.near_dedup:
+        partitions = max(1, math.ceil(input_bytes / (64 * MIB)))
+        drop = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions)
+    else:
+        drop = pipeline | "NoNearDuplicates" >> beam.Create([])
+    written = (docs, drop) | "Shards" >> steps.WriteShards(staging, "shards", num_shards, config.zstd_level)
+    outcomes.append(written.dropped)
+
+    all_outcomes = tuple(outcomes) | "AllOutcomes" >> beam.Flatten()
+    no_drops = pipeline | "NothingToDrop" >> beam.Create([])
+    rejected_files = (
+        (all_outcomes | "OutcomeRecords" >> beam.Map(lambda outcome: outcome[2]), no_drops)
+        | "Rejected" >> steps.WriteShards(staging, "rejected", config.rejected_shards, config.zstd_level, key=steps.record_key)
+    )
+    outcome_counts = (
+        all_outcomes
+        | "OutcomeNames" >> beam.Map(lambda outcome: f"{outcome[0]}.{outcome[1]}")
+        | "CountOutcomes" >> beam.combiners.Count.PerElement()
+    )
+    pii_counts = cleaned[steps.CleanFn.PII] | "CountPII" >> beam.CombinePerKey(sum)
+    read_docs = read.docs | "CountReadDocs" >> beam.combiners.Count.Globally()
+    read_rejects = read[steps.ReadInputFn.REJECTED] | "CountReadRejects" >> beam.combiners.Count.Globally()
+    _ = (
+        pipeline
+        | "Finalize" >> beam.Create([None])
+        | "WriteManifest"
+        >> beam.Map(
+            steps.write_manifest_and_stats,
+            staging_dir=staging,
+            run_info=run_info,
+            shard_entries=beam.pvalue.AsList(written.entries),
+            rejected_entries=beam.pvalue.AsList(rejected_files.entries),
+            outcome_counts=beam.pvalue.AsList(outcome_counts),
+            pii_counts=beam.pvalue.AsList(pii_counts),
+            read_docs=beam.pvalue.AsSingleton(read_docs),
+            read_rejects=beam.pvalue.AsSingleton(read_rejects),
+        )
+    )
+
+
+def promote(staging: str, output: str, overwrite: bool) -> None:
+    """Move the finished staging directory into place; an old output is removed only after."""
+    if FileSystems.exists(output):
+        if not overwrite:
+            raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+        if os.path.isdir(output):
+            old = f"{output}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output, old)
+            os.replace(staging, output)
+            shutil.rmtree(old)
+            return
+        FileSystems.delete([output])
+    if os.path.isdir(staging):
+        os.replace(staging, output)
+        return
+    # Object stores have no directory rename: move files one by one, the manifest last.
+    files = sorted(meta.path for meta in FileSystems.match([FileSystems.join(staging, "**")])[0].metadata_list)
+    files.sort(key=lambda path: path.endswith("manifest.json"))
+    FileSystems.rename(files, [output + path[len(staging):] for path in files])
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args, beam_args = parser.parse_known_args(argv)
+    prog = parser.prog
+    staging = log_path = None
+    try:
+        config = resolve_config(args)
+        output = args.output.rstrip("/")
+        if FileSystems.exists(output) and not args.overwrite:
+            raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+        inputs = expand_inputs(args.input)
+        num_shards = count_shards(config, sum(size for _, _, size in inputs))
+        options = pipeline_options(beam_args)
+        staging = f"{output}.tmp-{uuid.uuid4().hex[:8]}"
+        run_info = {
+            "inputs": [{"kind": kind, "path": name, "bytes": size} for kind, name, size in inputs],
+            "config": config.to_dict(),
+            "num_shards": num_shards,
+            "runner": options.get_all_options()["runner"],
+        }
+        print(f"{prog}: {len(inputs)} input(s), {sum(s for *_, s in inputs) / MIB:.1f} MB → {output} "
+              f"({num_shards} shards) on {run_info['runner']}", file=sys.stderr)
+        started = time.time()
+        log_path = None if args.verbose or not is_local(options) else f"{staging}.log"
+        with worker_logs_to(log_path):
+            with beam.Pipeline(options=options) as pipeline:
+                build_pipeline(pipeline, inputs, config, staging, num_shards, args.skip_bad_files, run_info)
+        promote(staging, output, args.overwrite)
+        if log_path:
+            os.remove(log_path)
+        staging = None
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Beam wraps worker errors; a bad input file is still one line
+        message = str(exc)
+        if steps.BAD_FILE_MARKER in message:
+            line = message.split(steps.BAD_FILE_MARKER, 1)[1].splitlines()[0].strip().rstrip("'\"")
+            print(f"{prog}: error: {line} (use --skip-bad-files to record it in rejected/ and go on)", file=sys.stderr)
+            return 1
+        if log_path:
+            print(f"{prog}: the Beam job failed; its workers' log is {log_path}", file=sys.stderr)
+        raise
+    finally:
+        if staging and os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+        if log_path and os.path.exists(log_path) and not sys.exc_info()[0]:
+            os.remove(log_path)
+    stats = json.loads(open(os.path.join(output, "stats.json"), encoding="utf-8").read()) if is_local(options) or os.path.isdir(output) else {}
+    _print_summary(prog, output, stats, time.time() - started)
+    return 0
+
+
+def _print_summary(prog: str, output: str, stats: dict, seconds: float) -> None:
+    if not stats:
+        print(f"{prog}: done in {seconds:.0f}s → {output}", file=sys.stderr)
+        return
+    print(f"{prog}: {stats['input_records']:,} records → {stats['kept']:,} kept in {seconds:.1f}s → {output}", file=sys.stderr)
+    for group in ("rejected", "dropped"):
+        for reason, count in sorted(stats[group].items(), key=lambda item: -item[1]):
+            print(f"  {group:<8} {reason:<20} {count:>10,}", file=sys.stderr)
+    if stats.get("pii_replaced"):
+        print("  pii replaced: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stats["pii_replaced"].items())), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""Beam transforms of the corpus job. Each wraps pure functions from `corpus/` and counts what it
+drops in Beam metrics; only portable primitives are used (ParDo, GroupByKey, CoGroupByKey,
+Combine, Flatten), so the graph runs unchanged on Dataflow, Flink and Spark.
+
+Elements that leave the main line carry their outcome with them:
+  rejected records: ("rejected", reason, record)  -- unreadable input (bad line, bad file)
+  dropped documents: ("dropped", reason, record)  -- quality filter, exact or near duplicate
+The job's stats are counted from these and from the kept shards, so they add up exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from corpus.clean import clean_document, text_key
+from corpus.filters import QualityConfig
+from corpus.minhash import MinHashConfig, MinHasher, connected_components
+from corpus.records import BadFile, ReadOptions, read_input
+from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
+
+BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
+NAMESPACE = "kocpt.corpus"
+
+
+def _count(name: str) -> None:
+    Metrics.counter(NAMESPACE, name).inc()
+
+
+class ReadInputFn(beam.DoFn):
+    """One input → documents, and rejects for unparseable records.
+
+    An input is ("file", path) for anything Beam's FileSystems can open, or ("dataset", spec) for
+    a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`).
+    """
+
+    REJECTED = "rejected"
+
+    def __init__(self, options: ReadOptions, skip_bad_files: bool):
+        self.options = options
+        self.skip_bad_files = skip_bad_files
+
+    def process(self, spec: tuple[str, str]):
+        kind, name = spec
+        read = 0
+        try:
+            if kind == "dataset":
+                for kind_record in read_input(name, None, self.options):
+                    read += 1
+                    yield self._emit(kind_record)
+                return
+            with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+                for kind_record in read_input(name, stream, self.options):
+                    read += 1
+                    yield self._emit(kind_record)
+        except BadFile as exc:
+            if not self.skip_bad_files:
+                # Beam wraps worker errors in long tracebacks; main() finds this marker and prints one line.
+                raise RuntimeError(f"{BAD_FILE_MARKER}{exc}") from None
+            _count("input_records")
+            _count("rejected.bad_file")
+            record = {"reason": "bad_file", "file": name, "error": str(exc), "records_read_before_error": read}
+            yield beam.pvalue.TaggedOutput(self.REJECTED, ("rejected", "bad_file", record))
+
+    def _emit(self, kind_record):
+        kind, record = kind_record
+        _count("input_records")
+        if kind == "doc":
+            return record
+        _count(f"rejected.{record['reason']}")
+        return beam.pvalue.TaggedOutput(self.REJECTED, ("rejected", record["reason"], record))
+
+
+class CleanFn(beam.DoFn):
+    """normalize → scrub PII → quality filter; dropped documents go to the DROPPED output."""
+
+    DROPPED = "dropped"
+    PII = "pii"
+
+    def __init__(self, quality: QualityConfig, scrub: bool):
+        self.quality = quality
+        self.scrub = scrub
+
+    def process(self, doc: dict):
+        cleaned, reason, pii_counts = clean_document(doc, self.quality, self.scrub)
+        for kind, count in pii_counts.items():
+            Metrics.counter(NAMESPACE, f"pii.{kind}").inc(count)
+            yield beam.pvalue.TaggedOutput(self.PII, (kind, count))
+        if reason is None:
+            yield cleaned
+        else:
+            _count(f"dropped.{reason}")
+            yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", reason, {**cleaned, "reason": reason}))
+
+
+def _keep_smallest_id(item):
+    """(text key, docs) → the smallest id's doc, and the others as dropped exact duplicates."""
+    _, docs = item
+    docs = sorted(docs, key=lambda doc: doc["id"])
+    yield docs[0]
+    for doc in docs[1:]:
+        _count("dropped.exact_duplicate")
+        record = {"id": doc["id"], "source": doc["source"], "reason": "exact_duplicate", "duplicate_of": docs[0]["id"]}
+        yield beam.pvalue.TaggedOutput("dropped", ("dropped", "exact_duplicate", record))
+
+
+class ExactDedup(beam.PTransform):
+    """Documents with identical normalized text keep only the smallest id."""
+
+    def expand(self, docs):
+        return (
+            docs
+            | "KeyByText" >> beam.Map(lambda doc: (text_key(doc["text"]), doc))
+            | "GroupByText" >> beam.GroupByKey()
+            | "KeepSmallestId" >> beam.FlatMap(_keep_smallest_id).with_outputs("dropped", main="kept")
+        )
+
+
+class SignBatchFn(beam.DoFn):
+    """A batch of documents → per-id signatures, and per-(band, partition) arrays of band hashes.
+
+    Band hashes travel as one numpy array per batch and band, not one element per document and
+    band: the bucket shuffle then moves bands × partitions × batches elements instead of
+    bands × documents, which is what makes Python Beam fast enough here.
+    """
+
+    SIGNATURES = "signatures"
+
+    def __init__(self, config: MinHashConfig, partitions: int):
+        self.config = config
+        self.partitions = partitions
+
+    def setup(self):
+        self.hasher = MinHasher(self.config)
+
+    def process(self, batch: list[dict]):
+        ids = [doc["id"] for doc in batch]
+        signatures = self.hasher.signatures([doc["text"] for doc in batch])
+        for doc_id, signature in zip(ids, signatures):
+            yield beam.pvalue.TaggedOutput(self.SIGNATURES, (doc_id, signature.tobytes()))
+        rows = self.config.rows
+        id_array = np.array(ids, dtype=object)
+        for band in range(self.config.bands):
+            block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
+            hashes = _band_hash(block)
+            part = (hashes >> np.uint64(40)) % np.uint64(self.partitions)
+            for partition in np.unique(part):
+                chosen = part == partition
+                yield ((band, int(partition)), (hashes[chosen].tobytes(), id_array[chosen].tolist()))
+
+
+def _band_hash(block: np.ndarray) -> np.ndarray:
+    """64-bit hash of each row of a [docs, rows] uint32 block (FNV-1a over the row's values)."""
+    result = np.full(block.shape[0], np.uint64(0xCBF29CE484222325), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in block.T.astype(np.uint64):
+            result = (result ^ column) * np.uint64(0x100000001B3)
+    return result
+
+
+def _bucket_candidates(item, all_pairs_below: int = 16):
+    """Documents whose band hash is equal → candidate pairs (smaller id, larger id)."""
+    _, batches = item
+    hashes = np.concatenate([np.frombuffer(h, dtype=np.uint64) for h, _ in batches])
+    ids = np.array([doc_id for _, batch_ids in batches for doc_id in batch_ids], dtype=object)
+    order = np.argsort(hashes, kind="stable")
+    hashes, ids = hashes[order], ids[order]
+    boundaries = np.flatnonzero(np.diff(hashes)) + 1
+    for run in np.split(np.arange(hashes.size), boundaries):
+        if run.size < 2:
+            continue
+        members = sorted(ids[run])
+        if len(members) <= all_pairs_below:
+            for i, a in enumerate(members):
+                for b in members[i + 1 :]:
+                    yield (a, b)
+        else:  # a huge bucket: a star from the smallest id keeps it linear
+            for b in members[1:]:
+                yield (members[0], b)
+
+
+def _attach_signature(item):
+    """First half of the candidate join: (a, {signature, candidates b}) → (b, (a, signature a))."""
+    doc_id, grouped = item
+    signatures = list(grouped["signature"])
+    if signatures:
+        for other in grouped["candidates"]:
+            yield (other, (doc_id, signatures[0]))
+
+
+class _VerifyFn(beam.DoFn):
+    """Second half of the candidate join: (b, {signature, (a, sig a)}) → verified pairs (a, b)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def process(self, item):
+        doc_id, grouped = item
+        signatures = list(grouped["signature"])
+        if not signatures:
+            return
+        mine = np.frombuffer(signatures[0], dtype=np.uint32)
+        for other_id, other_signature in grouped["pending"]:
+            agreement = float(np.mean(mine == np.frombuffer(other_signature, dtype=np.uint32)))
+            if agreement >= self.threshold:
+                yield (other_id, doc_id)
+
+
+def _removals(edges):
+    """All verified pairs → (id, kept id) for every document that is not its cluster's smallest."""
+    for doc_id, root in sorted(connected_components(edges).items()):
+        yield (doc_id, root)
+
+
+class NearDedup(beam.PTransform):
+    """MinHash LSH near-duplicate detection → (id, kept id) for every document to drop.
+
+    Candidates come from LSH buckets, are verified on full signatures (two joins by id), and the
+    verified pairs are merged into connected components on one worker (see
+    `corpus.minhash.connected_components` for how far that scales).
+    """
+
+    def __init__(self, config: MinHashConfig, partitions: int, batch_size: int = 2000):
+        super().__init__()
+        self.config = config
+        self.partitions = partitions
+        self.batch_size = batch_size
+
+    def expand(self, docs):
+        signed = (
+            docs
+            | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
+            | "Sign" >> beam.ParDo(SignBatchFn(self.config, self.partitions)).with_outputs(
+                SignBatchFn.SIGNATURES, main="bands"
+            )
+        )
+        signatures = signed[SignBatchFn.SIGNATURES]
+        candidates = (
+            signed.bands
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "Candidates" >> beam.FlatMap(_bucket_candidates)
+            | "DistinctCandidates" >> beam.Distinct()
+        )
+        pending = (
+            {"signature": signatures, "candidates": candidates}
+            | "JoinFirst" >> beam.CoGroupByKey()
+            | "AttachFirst" >> beam.FlatMap(_attach_signature)
+        )
+        return (
+            {"signature": signatures, "pending": pending}
+            | "JoinSecond" >> beam.CoGroupByKey()
+            | "Verify" >> beam.ParDo(_VerifyFn(self.config.threshold))
+            | "AllPairs" >> beam.combiners.ToList()
+            | "Components" >> beam.FlatMap(_removals)
+        )
+
+
+class WriteShardFn(beam.DoFn):
+    """(shard index, {docs, drop}) → the sorted shard file, and a manifest entry for it.
+
+    Near duplicates are removed here, where the documents of one shard meet the ids to drop that
+    hash to the same shard: one shuffle serves both the removal and the sharding.
+    """
+
+    DROPPED = "dropped"
+
+    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key):
+        self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
+
+    def process(self, item):
+        index, grouped = item
+        drop = dict(grouped["drop"])
+        kept = []
+        for doc in grouped["docs"]:
+            if drop and doc.get("id") in drop:
+                _count("dropped.near_duplicate")
+                record = {"id": doc["id"], "source": doc["source"], "reason": "near_duplicate", "duplicate_of": drop[doc["id"]]}
+                yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", "near_duplicate", record))
+            else:
+                kept.append(doc)
+        kept.sort(key=self.key)
+        yield write_records(self.staging_dir, self.folder, index, self.count, kept, self.level)
+
+
+def write_records(staging_dir: str, folder: str, index: int, count: int, records: list[dict], level: int) -> dict:
+    name = shard_name(index, count)
+    data = encode_shard(records, level)
+    # UNCOMPRESSED: Beam would otherwise zstd-compress the already compressed bytes again (.zst).
+    path = FileSystems.join(staging_dir, folder, name)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(data)
+    return shard_entry(f"{folder}/{name}", len(records), data)
+
+
+def document_id(doc: dict) -> str:
+    return doc["id"]
+
+
+def record_key(record: dict) -> str:
+    """Sort and shard key of a rejected record: its id, or file and line when it has none."""
+    return record.get("id") or f"{record.get('file')}:{record.get('line') or 0:010d}"
+
+
+class WriteShards(beam.PTransform):
+    """Documents (and ids to drop) → `folder/part-NNNNN-of-MMMMM.jsonl.zst`, sorted by id."""
+
+    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key=document_id):
+        super().__init__()
+        self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
+
+    def expand(self, pcolls):
+        docs, drop = pcolls
+        count, key = self.count, self.key
+        # Every shard index takes part, so empty shards are written too and the set is complete.
+        indices = docs.pipeline | f"{self.folder}Indices" >> beam.Create([(i, None) for i in range(count)])
+        return (
+            {
+                "index": indices,
+                "docs": docs | f"{self.folder}KeyDocs" >> beam.Map(lambda doc: (shard_of(key(doc), count), doc)),
+                "drop": drop | f"{self.folder}KeyDrop" >> beam.Map(lambda pair: (shard_of(pair[0], count), pair)),
+            }
+            | f"{self.folder}Group" >> beam.CoGroupByKey()
+            | f"{self.folder}Write"
+            >> beam.ParDo(WriteShardFn(self.staging_dir, self.folder, count, self.level, key)).with_outputs(
+                WriteShardFn.DROPPED, main="entries"
+            )
+        )
+
+
+def write_manifest_and_stats(
+    _, staging_dir, run_info, shard_entries, rejected_entries, outcome_counts, pii_counts, read_docs, read_rejects
+):
+    """The job's last step: `stats.json` (counts that must add up) and `manifest.json`."""
+    rejected: dict[str, int] = {}
+    dropped: dict[str, int] = {}
+    for name, count in outcome_counts:
+        group, reason = name.split(".", 1)
+        (rejected if group == "rejected" else dropped)[reason] = count
+    kept = sum(entry["documents"] for entry in shard_entries)
+    input_records = read_docs + read_rejects
+    stats = {
+        "input_records": input_records,
+        "kept": kept,
+        "dropped": dict(sorted(dropped.items())),
+        "rejected": dict(sorted(rejected.items())),
+        "pii_replaced": dict(sorted(pii_counts)),
+    }
+    balance = kept + sum(dropped.values()) + sum(rejected.values())
+    stats["conservation"] = {"holds": balance == input_records, "kept + dropped + rejected": balance}
+    if balance != input_records:  # a bug, never bad input: fail rather than publish wrong counts
+        raise RuntimeError(f"corpus counts do not add up: input {input_records} != kept+dropped+rejected {balance}")
+    manifest = {
+        **run_info,
+        "documents": kept,
+        "shards": sorted(shard_entries, key=lambda entry: entry["file"]),
+        "rejected": sorted(rejected_entries, key=lambda entry: entry["file"]),
+    }
+    for name, payload in (("stats.json", stats), ("manifest.json", manifest)):
+        path = FileSystems.join(staging_dir, name)
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write((json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+    return stats

@@ -1,0 +1,101 @@
+"""The tokenizer as the data pipeline and the training loop need it: ids, special ids, characters.
+
+A tokenizer directory (the tokenizer stage's output) is read through its SentencePiece
+`tokenizer.model` — the file its HF tokenizer is tested to agree with — so tokenization does not
+depend on transformers' conversions. A bare `.model` file works too.
+
+`char_lengths()` gives, per id, how many characters of text the piece stands for. The training
+loop uses it for bits per character: bpc = Σ NLL / ln 2 / Σ chars(target tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class TokenizerError(ValueError):
+    """A tokenizer path that cannot be used; the message names it."""
+
+
+def tokenizer_model_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        model = path / "tokenizer.model"
+        if not model.is_file():
+            raise TokenizerError(f"{path}: no tokenizer.model (not a SentencePiece tokenizer directory)")
+        return model
+    if not path.is_file():
+        raise TokenizerError(f"{path}: no such tokenizer directory or file")
+    return path
+
+
+@dataclass
+class TokenEncoder:
+    """SentencePiece encoder; picklable (it loads the model lazily in each worker)."""
+
+    model_path: str
+    _processor: object = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenEncoder":
+        encoder = cls(str(tokenizer_model_path(path)))
+        encoder.processor  # fail now, with the path in the message, not inside a worker
+        return encoder
+
+    def __getstate__(self):
+        return {"model_path": self.model_path, "_processor": None}
+
+    @property
+    def processor(self):
+        if self._processor is None:
+            import sentencepiece as spm
+
+            processor = spm.SentencePieceProcessor()
+            try:
+                processor.Load(self.model_path)
+            except (OSError, RuntimeError) as exc:
+                raise TokenizerError(f"{self.model_path}: not a SentencePiece model ({exc})") from None
+            self._processor = processor
+        return self._processor
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.GetPieceSize()
+
+    @property
+    def bos_id(self) -> int:
+        return self.processor.bos_id()
+
+    @property
+    def eos_id(self) -> int:
+        return self.processor.eos_id()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.processor.Encode(texts, out_type=int)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(Path(self.model_path).read_bytes()).hexdigest()
+
+    def char_lengths(self) -> np.ndarray:
+        """Characters each id contributes to decoded text (control ids 0, UTF-8 lead bytes 1)."""
+        processor = self.processor
+        lengths = np.zeros(processor.GetPieceSize(), dtype=np.int64)
+        for piece_id in range(processor.GetPieceSize()):
+            if processor.IsControl(piece_id) or processor.IsUnknown(piece_id):
+                continue
+            piece = processor.IdToPiece(piece_id)
+            if processor.IsByte(piece_id):  # "<0xE3>": one character per UTF-8 lead byte
+                value = int(piece[3:-1], 16)
+                lengths[piece_id] = 0 if 0x80 <= value < 0xC0 else 1
+            else:
+                lengths[piece_id] = len(piece.replace("\u2581", " "))
+        return lengths
+
+
+def indexed_dtype(vocab_size: int):
+    """uint16 when every id fits (Megatron's GPTDataset rule), int32 otherwise."""
+    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32

@@ -1,0 +1,113 @@
+"""pipelines/tokenize_corpus.py: shards -> Megatron indexed datasets, read back through GPTDataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+import zstandard
+
+from tests.pretrain_support import LLAMA2_TOKENIZER, REPO, korean_lines, tokenized_corpus, write_shards
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory):
+    return tokenized_corpus(tmp_path_factory)
+
+
+def expected_documents(texts: list[str]) -> list[list[int]]:
+    processor = spm.SentencePieceProcessor(model_file=str(LLAMA2_TOKENIZER))
+    return [[processor.bos_id(), *processor.encode(text), processor.eos_id()] for text in texts]
+
+
+@pytest.mark.slow
+def test_every_document_round_trips_through_the_indexed_dataset(tokenized):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    out, shards = tokenized
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [d["prefix"] for d in manifest["datasets"]] == [f"part-0000{i}-of-00002" for i in range(2)]
+    assert manifest["tokenizer"]["vocab_size"] == 32000
+    total = 0
+    for entry, docs in zip(manifest["datasets"], shards):
+        dataset = IndexedDataset(str(out / entry["prefix"]))
+        assert dataset.index.dtype == np.uint16  # 32,000 ids fit
+        expected = expected_documents([d["text"] for d in docs])
+        assert len(dataset) == len(expected) == entry["documents"]
+        for index, ids in enumerate(expected):
+            assert dataset[index].tolist() == ids
+        assert entry["tokens"] == sum(map(len, expected))
+        total += entry["tokens"]
+    assert manifest["tokens"] == total
+
+
+@pytest.mark.slow
+def test_gpt_dataset_samples_are_the_documents_in_its_order(tokenized):
+    """GPTDataset packs documents into seq+1 token samples; undoing its shuffle gives them back."""
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from megatron.core.datasets.utils import Split
+
+    from pretrain.data import _DatasetTokenizer
+
+    out, shards = tokenized
+    prefix = str(out / "part-00000-of-00002")
+    indexed = IndexedDataset(prefix)
+    seq = 32
+    config = GPTDatasetConfig(
+        random_seed=7, sequence_length=seq, blend=([prefix], None), split="100,0,0",
+        path_to_cache=str(out / "cache"), tokenizer=_DatasetTokenizer(2),
+        reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=False,
+    )
+    dataset = GPTDataset(indexed, prefix, np.arange(len(indexed), dtype=np.int32), None, Split.train, config)
+    order = np.argsort(dataset.shuffle_index)  # sample position j -> dataset index
+    stream = []
+    for j, idx in enumerate(order):
+        sample = dataset[int(idx)]
+        text = sample["tokens"].tolist() + [sample["labels"][-1].item()]
+        stream.extend(text if j == 0 else text[1:])  # consecutive samples share one token
+    expected_docs = expected_documents([d["text"] for d in shards[0]])
+    packed = [t for doc in dataset.document_index for t in expected_docs[doc]]
+    assert len(stream) == len(dataset) * seq + 1
+    assert stream == packed[: len(stream)]
+    assert sample["tokens"].shape == (seq,)
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.tokenize_corpus", *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_missing_corpus_is_one_line(tmp_path):
+    result = run_cli(tmp_path / "nope", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER.parent)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("nope: no such file or directory")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_tokenizer_is_one_line(tmp_path):
+    write_shards(tmp_path / "corpus", korean_lines(10), 1)
+    bogus = tmp_path / "tok"
+    bogus.mkdir()
+    (bogus / "tokenizer.model").write_bytes(b"not a model")
+    result = run_cli(tmp_path / "corpus", tmp_path / "out", "--tokenizer", bogus)
+    assert result.returncode == 2
+    assert "not a SentencePiece model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_corrupt_shard_is_one_line_and_writes_no_manifest(tmp_path):
+    write_shards(tmp_path / "corpus", korean_lines(20), 2)
+    broken = tmp_path / "corpus" / "shards" / "part-00001-of-00002.jsonl.zst"
+    broken.write_bytes(zstandard.ZstdCompressor().compress(b'{"id": "x", "text": "ok"}\n{broken\n'))
+    result = run_cli(tmp_path / "corpus", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER, "--direct_num_workers=1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "part-00001-of-00002.jsonl.zst: unreadable shard" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / "manifest.json").exists()

@@ -1,0 +1,407 @@
+"""Merge Korean SentencePiece pieces into Llama-2's tokenizer.
+
+    python tokenizer/merge.py --base ../shared/data/llama2-tokenizer --add ko16k.model --output tok/
+    kocpt tokenizer merge --base llama2/tokenizer.model --add ko16k.model --output tok/ --hangul-nfc
+
+`safe` mode (default) adds only pieces absent from the base that contain Hangul and no digit, scored
+strictly below every base score in the added model's own order, so BPE applies every Llama merge
+before any Korean one and no non-Korean text changes ids. Every added piece is checked to be
+producible by BPE; missing intermediates are added, the rest dropped and counted. The base's
+normalizer and trainer settings are kept; `trainer_spec.vocab_size` is set to the real size.
+
+`chinese-llama` mode reproduces Chinese-LLaMA's `merge_tokenizers.py` (every new piece appended with
+score 0) for comparison only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tokenizer/merge.py`: import the package, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+
+from tokenizer import BadInput, hangul_nfc
+from tokenizer.hf_export import byte_pieces_ok, write_hf_files
+from tokenizer.reachability import unreachable
+from tokenizer.spm_model import (
+    BPE, CONTROL, NORMAL, ModelProto, has_digit, is_hangul, load_model, model_type_name,
+    resolve_model_path, write_bytes_atomic, _umask,
+)
+
+MODES = ("safe", "chinese-llama")
+SCRIPTS = ("hangul", "any")
+LICENSE_FILES = ("LICENSE", "LICENSE.txt", "USE_POLICY.md")
+
+
+@dataclass
+class MergeStats:
+    mode: str
+    base_pieces: int
+    added_model_pieces: list[int]
+    added: int = 0
+    skipped_already_present: int = 0
+    skipped_not_script: int = 0
+    skipped_digits: int = 0
+    skipped_special: int = 0
+    skipped_limit: int = 0
+    unreachable_found: int = 0
+    intermediates_added: int = 0
+    unreachable_dropped: int = 0
+    special_added: list[str] = field(default_factory=list)
+    merged_pieces: int = 0
+    hangul_nfc: bool = False
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+def check_base(proto: ModelProto, path: str | Path) -> None:
+    if proto.trainer_spec.model_type != BPE:
+        raise BadInput(f"{path}: base is a {model_type_name(proto)} model; the merge needs a SentencePiece BPE base "
+                       "with byte_fallback (like Llama-2's tokenizer.model)")
+    if not proto.trainer_spec.byte_fallback or not byte_pieces_ok(proto):
+        raise BadInput(f"{path}: base has no byte fallback (byte_fallback off or <0x00>..<0xFF> pieces missing); "
+                       "Korean text it cannot cover would become <unk>")
+
+
+def normalizer_signature(proto: ModelProto) -> tuple:
+    spec = proto.normalizer_spec
+    return (spec.name, spec.precompiled_charsmap, spec.add_dummy_prefix, spec.remove_extra_whitespaces,
+            spec.escape_whitespaces)
+
+
+def check_added(proto: ModelProto, path: str | Path, base: ModelProto) -> None:
+    """An added model must see text the way the base does, or its pieces may never match."""
+    mine, theirs = proto.normalizer_spec, base.normalizer_spec
+    if normalizer_signature(proto) != normalizer_signature(base):
+        what = []
+        if (mine.name, mine.precompiled_charsmap) != (theirs.name, theirs.precompiled_charsmap):
+            what.append(f"normalizer {mine.name!r} vs the base's {theirs.name!r}: its pieces were learned on "
+                        f"{mine.name}-normalized text (e.g. NFKC turns ㅋ U+314B into ᄏ U+110F), which the base's "
+                        "input never contains, so such pieces would never match")
+        if mine.add_dummy_prefix != theirs.add_dummy_prefix:
+            what.append(f"add_dummy_prefix={mine.add_dummy_prefix} vs {theirs.add_dummy_prefix} (word-initial '▁' pieces differ)")
+        if mine.remove_extra_whitespaces != theirs.remove_extra_whitespaces:
+            what.append(f"remove_extra_whitespaces={mine.remove_extra_whitespaces} vs {theirs.remove_extra_whitespaces}")
+        if mine.escape_whitespaces != theirs.escape_whitespaces:
+            what.append(f"escape_whitespaces={mine.escape_whitespaces} vs {theirs.escape_whitespaces}")
+        raise BadInput(f"{path}: added model's normalizer differs from the base's: {'; '.join(what)}. "
+                       "Retrain it with tokenizer/train.py (identity normalization) or pass --allow-normalizer-mismatch")
+
+
+# ---------------------------------------------------------------------------------------------- scores
+
+def scores_below(floor: float, count: int) -> list[float]:
+    """`count` float32 scores, strictly decreasing, all strictly below `floor` (SentencePiece stores float32)."""
+    if count == 0:
+        return []
+    step = 1.0
+    while True:
+        values = np.float32(floor) - np.float64(step) * np.arange(1, count + 1)
+        as_f32 = values.astype(np.float32)
+        if as_f32[0] < np.float32(floor) and np.all(np.diff(as_f32) < 0):
+            return [float(v) for v in as_f32]
+        step *= 2
+
+
+# ---------------------------------------------------------------------------------------------- merges
+
+def _append(proto: ModelProto, pieces: list[str], scores: list[float], piece_type=NORMAL) -> None:
+    for text, score in zip(pieces, scores):
+        new = proto.pieces.add()
+        new.piece, new.score, new.type = text, score, piece_type
+
+
+def _with_pieces(base: ModelProto, pieces: list[str], nfc: bool) -> ModelProto:
+    merged = ModelProto()
+    merged.CopyFrom(base)
+    if nfc:
+        hangul_nfc.apply(merged.normalizer_spec)
+    floor = min(p.score for p in base.pieces)
+    _append(merged, pieces, scores_below(floor, len(pieces)))
+    merged.trainer_spec.vocab_size = len(merged.pieces)
+    return merged
+
+
+def _wanted(text: str, script: str) -> bool:
+    return (script == "any" or any(is_hangul(c) for c in text)) and not has_digit(text)
+
+
+def merge_safe(base: ModelProto, added_models: list[ModelProto], script: str = "hangul",
+               max_added: int = 0, nfc: bool = False, max_rounds: int = 8) -> tuple[ModelProto, MergeStats]:
+    stats = MergeStats(mode="safe", base_pieces=len(base.pieces), added_model_pieces=[len(m.pieces) for m in added_models],
+                       hangul_nfc=nfc)
+    base_set = {p.piece for p in base.pieces}
+    candidates: dict[str, None] = {}  # ordered set, in the added models' order
+    for model in added_models:
+        for piece in model.pieces:
+            text = piece.piece
+            if piece.type != NORMAL:
+                stats.skipped_special += 1
+            elif text in base_set or text in candidates:
+                stats.skipped_already_present += 1
+            elif script == "hangul" and not any(is_hangul(c) for c in text):
+                stats.skipped_not_script += 1
+            elif has_digit(text):
+                stats.skipped_digits += 1
+            else:
+                candidates[text] = None
+    if max_added and len(candidates) > max_added:
+        # Characters first (every piece is built from them), then pieces in the model's order.
+        keep = [t for t in candidates if len(t) == 1][:max_added]
+        keep += [t for t in candidates if len(t) > 1][: max_added - len(keep)]
+        keep_set = set(keep)
+        stats.skipped_limit = len(candidates) - len(keep_set)
+        candidates = {t: None for t in candidates if t in keep_set}
+    order: list[str] = []
+    placed = set(base_set)
+    for text in candidates:
+        if text in placed:  # a character already moved forward
+            continue
+        # BPE starts from characters, so each character of a piece must be a piece before it. A BPE
+        # model lists its characters last; move them forward (or add them, if cut by --max-added).
+        missing = [c for c in dict.fromkeys(text) if c not in placed]
+        if missing and len(text) > 1:
+            if not all(_wanted(c, script) for c in missing):
+                stats.unreachable_found += 1
+                stats.unreachable_dropped += 1
+                continue
+            order += missing
+            placed.update(missing)
+            stats.intermediates_added += sum(c not in candidates for c in missing)
+        order.append(text)
+        placed.add(text)
+
+    first_added = len(base.pieces)
+    for round_index in range(max_rounds):
+        merged = _with_pieces(base, order, nfc)
+        bad = unreachable(merged, list(range(first_added, len(merged.pieces))))
+        if not bad:
+            break
+        bad_texts = {merged.pieces[i].piece: segmentation for i, segmentation in bad.items()}
+        if round_index == 0:
+            stats.unreachable_found += len(bad)
+        rebuilt: list[str] = []
+        present = {p.piece for p in base.pieces} | set(order)
+        for text in order:
+            segmentation = bad_texts.get(text)
+            if segmentation is None:
+                rebuilt.append(text)
+                continue
+            # One repair attempt: the left-to-right chain of intermediates t1t2, t1t2t3, ... lets BPE
+            # walk from the segmentation it stops at to the piece.
+            chain = ["".join(segmentation[:k]) for k in range(2, len(segmentation))]
+            repairable = round_index == 0 and not any(s.startswith("<0x") for s in segmentation) and all(
+                _wanted(c, script) for c in chain if c not in present)
+            if repairable:
+                new = [c for c in chain if c not in present]
+                rebuilt += new
+                present.update(new)
+                stats.intermediates_added += len(new)
+                rebuilt.append(text)
+            else:
+                stats.unreachable_dropped += 1
+        order = rebuilt
+    else:
+        raise RuntimeError("reachability repair did not converge")  # cannot happen: each round only drops
+    stats.added = len(order)
+    stats.merged_pieces = len(merged.pieces)
+    return merged, stats
+
+
+def merge_chinese_llama(base: ModelProto, added_models: list[ModelProto]) -> tuple[ModelProto, MergeStats]:
+    """Chinese-LLaMA's rule, verbatim: every piece not in the base appended with score 0.
+
+    Like their script it keeps `trainer_spec.vocab_size` as it was (one of the defects we measure).
+    """
+    stats = MergeStats(mode="chinese-llama", base_pieces=len(base.pieces),
+                       added_model_pieces=[len(m.pieces) for m in added_models])
+    merged = ModelProto()
+    merged.CopyFrom(base)
+    present = {p.piece for p in base.pieces}
+    for model in added_models:
+        for piece in model.pieces:
+            if piece.piece in present:
+                stats.skipped_already_present += 1
+                continue
+            new = merged.pieces.add()
+            new.piece, new.score = piece.piece, 0
+            present.add(piece.piece)
+            stats.added += 1
+    stats.merged_pieces = len(merged.pieces)
+    return merged, stats
+
+
+def add_special(proto: ModelProto, names: list[str], stats: MergeStats) -> None:
+    present = {p.piece for p in proto.pieces}
+    for name in names:
+        if name in present:
+            raise BadInput(f"--add-special {name!r}: already a piece of the merged vocabulary")
+        piece = proto.pieces.add()
+        piece.piece, piece.score, piece.type = name, 0.0, CONTROL
+        present.add(name)
+        stats.special_added.append(name)
+    if stats.mode == "safe":
+        proto.trainer_spec.vocab_size = len(proto.pieces)
+    stats.merged_pieces = len(proto.pieces)
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+@dataclass
+class MergeConfig:
+    base: str
+    add: list[str]
+    output: str
+    mode: str = "safe"
+    script: str = "hangul"
+    max_added: int = 0
+    hangul_nfc: bool = False
+    add_special: list[str] = field(default_factory=list)
+    overwrite: bool = False
+    allow_normalizer_mismatch: bool = False
+    eval_korean: list[str] = field(default_factory=list)
+    eval_english: list[str] = field(default_factory=list)
+    eval_code_files: int = 100
+    eval_max_lines: int = 2000
+    plot: bool = True
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise BadInput(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.script not in SCRIPTS:
+            raise BadInput(f"--script must be one of {', '.join(SCRIPTS)}, got {self.script!r}")
+        if self.max_added < 0 or self.eval_code_files < 0 or self.eval_max_lines < 1:
+            raise BadInput("--max-added and --eval-code-files must be >= 0, --eval-max-lines >= 1")
+        if self.mode == "chinese-llama" and (self.hangul_nfc or self.max_added):
+            raise BadInput("--hangul-nfc and --max-added are safe-mode options")
+        out = Path(self.output)
+        if out.exists() and not out.is_dir():
+            raise BadInput(f"{out}: exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()) and not self.overwrite:
+            raise BadInput(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+        for path in self.eval_korean + self.eval_english:
+            if not Path(path).is_file():
+                raise BadInput(f"{path}: evaluation text not found")
+
+
+def merge_models(config: MergeConfig) -> tuple[ModelProto, MergeStats, ModelProto]:
+    """Load and check the inputs, merge; returns (merged, stats, base)."""
+    config.validate()
+    started = time.perf_counter()
+    base = load_model(config.base)
+    check_base(base, resolve_model_path(config.base))
+    added = []
+    for path in config.add:
+        model = load_model(path)
+        if config.mode == "safe" and not config.allow_normalizer_mismatch:
+            check_added(model, path, base)
+        added.append(model)
+    if config.mode == "safe":
+        merged, stats = merge_safe(base, added, config.script, config.max_added, config.hangul_nfc)
+    else:
+        merged, stats = merge_chinese_llama(base, added)
+    if config.add_special:
+        add_special(merged, config.add_special, stats)
+    stats.seconds = round(time.perf_counter() - started, 2)
+    return merged, stats, base
+
+
+def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeStats, base: ModelProto) -> dict:
+    """Write everything into a temporary sibling directory, verify, then rename into place."""
+    from tokenizer.report import EvalTexts, build_report, plot_report  # heavy imports (transformers)
+
+    output = Path(config.output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        staging.chmod(0o777 & ~_umask())
+        write_bytes_atomic(staging / "tokenizer.model", merged.SerializeToString())
+        write_hf_files(merged, staging)
+        base_dir = resolve_model_path(config.base).parent
+        for name in LICENSE_FILES:
+            if (base_dir / name).is_file():
+                shutil.copyfile(base_dir / name, staging / name)
+        texts = EvalTexts(korean=config.eval_korean, english=config.eval_english,
+                          code_files=config.eval_code_files, max_lines=config.eval_max_lines)
+        report = build_report(staging, base, texts, merge_stats=stats.__dict__)
+        (staging / "report.json").write_text(_json(report), encoding="utf-8")
+        if config.plot and report["korean"]:
+            plot_report(report, staging / "report.png")
+        if output.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+            output.rename(trash / output.name)
+            staging.rename(output)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Merge Korean SentencePiece pieces into a Llama-2 tokenizer and write a Hugging Face tokenizer directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--base", required=True, help="Llama-2 tokenizer.model, or a directory holding one")
+    parser.add_argument("--add", required=True, action="append", metavar="FILE", help="SentencePiece model to add (repeatable)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="new tokenizer directory")
+    parser.add_argument("--mode", choices=MODES, default="safe",
+                        help="safe: Hangul pieces below every base score; chinese-llama: score-0 appending, for comparison")
+    parser.add_argument("--script", choices=SCRIPTS, default="hangul", help="safe mode: add only pieces containing this script")
+    parser.add_argument("--max-added", type=int, default=0, help="safe mode: at most this many pieces from the added models (0: all)")
+    parser.add_argument("--hangul-nfc", action="store_true", help="compose conjoining Hangul jamo into syllables (NFD Korean == NFC), nothing else")
+    parser.add_argument("--add-special", nargs="+", default=[], metavar="TOKEN", help="special (control) tokens appended at the end")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--allow-normalizer-mismatch", action="store_true", help="accept added models with another normalizer")
+    parser.add_argument("--eval-korean", nargs="+", default=[], metavar="FILE", help="Korean held-out text for the report")
+    parser.add_argument("--eval-english", nargs="+", default=[], metavar="FILE", help="English text for the identity check")
+    parser.add_argument("--eval-code-files", type=int, default=100, help="Python stdlib files sampled for the code identity check")
+    parser.add_argument("--eval-max-lines", type=int, default=2000, help="lines per evaluation text")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="do not write report.png")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    config = MergeConfig(
+        base=args.base, add=args.add, output=args.output, mode=args.mode, script=args.script,
+        max_added=args.max_added, hangul_nfc=args.hangul_nfc, add_special=args.add_special,
+        overwrite=args.overwrite, allow_normalizer_mismatch=args.allow_normalizer_mismatch,
+        eval_korean=args.eval_korean, eval_english=args.eval_english, eval_code_files=args.eval_code_files,
+        eval_max_lines=args.eval_max_lines, plot=args.plot,
+    )
+    try:
+        merged, stats, base = merge_models(config)
+        report = write_tokenizer_dir(config, merged, stats, base)
+    except BadInput as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    from tokenizer.report import summary_lines
+
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {config.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
