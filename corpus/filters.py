@@ -19,6 +19,7 @@ class QualityConfig:
     min_chars: int = 10
     max_chars: int = 100_000
     min_hangul_share: float = 0.5  # Hangul characters / all letters
+    min_syllables: int = 3  # complete Hangul syllables; "ㅋㅋㅋ!!!" has letters but no words
     max_symbol_ratio: float = 0.5  # punctuation and symbols / non-space characters
     max_duplicate_line_chars: float = 0.3  # characters in repeated lines / all characters
     max_top_ngram_chars: float = 0.5  # characters covered by the most frequent n-gram
@@ -39,6 +40,8 @@ class QualityConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.min_syllables < 0:
+            raise ValueError(f"min_syllables must be >= 0, got {self.min_syllables}")
         if self.top_ngram_size < 1:
             raise ValueError(f"top_ngram_size must be >= 1, got {self.top_ngram_size}")
 
@@ -52,6 +55,11 @@ def is_hangul(char: str) -> bool:
         or 0xA960 <= code <= 0xA97F
         or 0xD7B0 <= code <= 0xD7FF
     )
+
+
+def syllable_count(text: str) -> int:
+    """Complete Hangul syllables (가..힣), as opposed to bare jamo such as ㅋ or ㅠ."""
+    return sum(1 for c in text if "\uac00" <= c <= "\ud7a3")
 
 
 def hangul_share(text: str) -> float:
@@ -122,6 +130,8 @@ def quality_drop_reason(text: str, config: QualityConfig) -> str | None:
         return "mojibake"
     if hangul_share(text) < config.min_hangul_share:
         return "low_hangul"
+    if syllable_count(text) < config.min_syllables:
+        return "too_few_syllables"
     if symbol_ratio(text) > config.max_symbol_ratio:
         return "symbols"
     if duplicate_line_chars(text) > config.max_duplicate_line_chars:

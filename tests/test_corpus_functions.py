@@ -140,6 +140,7 @@ CONFIG = QualityConfig()
         ("가" * (CONFIG.max_chars + 1), "too_long"),
         ("This is mostly English text with 한글 a little", "low_hangul"),
         ("오늘 날씨는 맑음 😀😀😀😀😀😀😀😀😀😀😀😀", "symbols"),
+        ("ㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ!!!!!!!!!!!!!!ㅋㅋㅋㅋㅋㅋㅋㅋ!!!!!!", "too_few_syllables"),
         ("같은 줄입니다\n같은 줄입니다\n같은 줄입니다\n다른 줄", "duplicate_lines"),
         ("아하하하하하하하하하하하하하하하하하하하하하하", "repetition"),
         ("ì•ˆë…•í•˜ì„¸ìš” 안녕하세요 반갑습니다", "mojibake"),
@@ -158,6 +159,8 @@ def test_filter_boundaries():
     assert quality_drop_reason("가나다라마 abcdef", config) == "low_hangul"
     assert quality_drop_reason("가나다라마!!!!!", config) is None  # symbols exactly 0.5
     assert quality_drop_reason("가나다라마!!!!!!", config) == "symbols"
+    assert quality_drop_reason("ㅋㅋㅋ 가나 ㅋㅋㅋㅋ", config) == "too_few_syllables"  # 2 syllables
+    assert quality_drop_reason("ㅋㅋㅋ 가나다 ㅋㅋㅋ", config) is None  # exactly 3
 
 
 def test_clean_document_chains_the_steps():

@@ -173,3 +173,56 @@ def test_existing_output_is_never_replaced_without_overwrite(tmp_path, capsys):
     assert run_corpus("--input", REPO / "tests" / "data", "--output", output) == 2
     assert "already exists" in capsys.readouterr().err
     assert (output / "keep.txt").read_text() == "old"
+
+
+# --- the demo corpus that ships in the repo, through `kocpt corpus` ---------------------------
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, dict, dict, dict]:
+    from tests.conftest import DEMO_CORPUS
+
+    output = tmp_path_factory.mktemp("demo") / "corpus"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kocpt"), "corpus", "--input", str(DEMO_CORPUS), "--output", str(output),
+         "--config", str(REPO / "configs" / "demo.yaml")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    planted = json.loads((DEMO_CORPUS / "planted.json").read_text())
+    kept = {doc["id"]: doc for path in sorted((output / "shards").glob("*.zst")) for doc in read_plain(path)}
+    dropped = {r["id"]: r for path in (output / "rejected").glob("*.zst") for r in read_plain(path) if "id" in r}
+    return output, planted, kept, dropped
+
+
+def test_demo_planted_duplicates_are_removed(demo):
+    _, planted, kept, dropped = demo
+    assert sum(len(v) for v in [kept, dropped]) == planted["documents"]["total"]
+    for group in planted["exact_duplicate_groups"]:
+        survivors = [doc_id for doc_id in group if doc_id in kept]
+        assert survivors == [min(group)], group
+        assert all(dropped[doc_id]["reason"] == "exact_duplicate" for doc_id in group if doc_id != min(group))
+    pairs = planted["near_duplicate_pairs"]
+    resolved = [(a, b) for a, b, _ in pairs if not (a in kept and b in kept)]
+    assert len(resolved) >= 0.95 * len(pairs)
+    assert all(not (a in kept and b in kept) for a, b, jaccard in pairs if jaccard >= 0.85)
+    chain = planted["near_duplicate_chain"]
+    assert [doc_id for doc_id in (chain["a"], chain["b"], chain["c"]) if doc_id in kept] == [min(chain["a"], chain["b"], chain["c"])]
+
+
+def test_demo_pii_low_quality_and_normalization(demo):
+    output, planted, kept, dropped = demo
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["pii_replaced"] == planted["pii"]
+    for doc_id, kinds in planted["pii_documents"].items():
+        doc = kept.get(doc_id)
+        if doc is not None:  # (a PII document may also be a duplicate)
+            assert doc["meta"]["pii"] == kinds
+    for doc_id in planted["pii_lookalike_documents"]:
+        assert "<" not in kept[doc_id]["text"] and "pii" not in kept[doc_id]["meta"]
+    for doc_id in planted["low_quality"]:
+        assert doc_id not in kept and dropped[doc_id]["reason"] not in ("exact_duplicate", "near_duplicate")
+    import unicodedata
+
+    for doc_id in planted["normalization_cases"]:
+        text = kept[doc_id]["text"]
+        assert text == unicodedata.normalize("NFC", text)
+        assert not any(c in text for c in "\u200b\x07\x08\x1b\x7f\t\u3000\u00a0") and "  " not in text

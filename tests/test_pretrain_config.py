@@ -1,0 +1,115 @@
+"""Bad pretraining configs fail with one clear line, before any process group (in-process, fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pretrain import train
+from pretrain.config import ConfigError, load_config
+from tests.pretrain_support import LLAMA2_TOKENIZER, tiny_config, tokenized_corpus
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tokenized_corpus(tmp_path_factory)[0]
+
+
+def error_line(capsys, config, *sets, world_size: int | None = None, monkeypatch=None) -> str:
+    if world_size is not None:
+        monkeypatch.setenv("WORLD_SIZE", str(world_size))
+    assert train.main([str(config), *[f"--set={s}" for s in sets]], prog="kocpt pretrain") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("kocpt pretrain: error: ")
+    return lines[0]
+
+
+def test_good_config_plans_with_derived_sizes(tmp_path, data_dir, capsys, monkeypatch):
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert train.main([str(config), "--check", "--set=parallel.tensor=2"]) == 0
+    out = capsys.readouterr().out
+    assert "world_size=4 tensor=2 pipeline=1 data=2 micro_batches_per_step=1" in out
+    assert "vocab 32000 (padded 32000)" in out
+    assert not (tmp_path / "run").exists()  # planning writes nothing
+
+
+def test_tensor_parallel_must_divide_heads(tmp_path, data_dir, capsys, monkeypatch):
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run")
+    line = error_line(capsys, config, "parallel.tensor=3", world_size=3, monkeypatch=monkeypatch)
+    assert "parallel.tensor=3 does not divide the 4 attention heads" in line
+
+
+def test_global_batch_must_divide(tmp_path, data_dir, capsys, monkeypatch):
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run", global_batch_size=6)
+    line = error_line(capsys, config, world_size=2, monkeypatch=monkeypatch)
+    assert "global_batch_size=6 is not divisible by micro_batch_size × data_parallel = 2 × 2" in line
+
+
+def test_missing_data_path(tmp_path, capsys):
+    config = tiny_config(tmp_path / "c.yaml", tmp_path / "no-such-data", tmp_path / "run")
+    line = error_line(capsys, config)
+    assert "pretrain.data.blend.0.path" in line and "no-such-data.bin not found" in line
+
+
+def test_vocabulary_mismatch_between_tokenizer_and_checkpoint(tmp_path, data_dir, capsys):
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({
+        "model_type": "llama", "vocab_size": 40192, "hidden_size": 64, "intermediate_size": 172,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+    }))
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run", init={"hf": str(hf)})
+    line = error_line(capsys, config)
+    assert "vocabulary mismatch" in line and "32000 pieces" in line and "40192 rows" in line
+
+
+def test_data_from_another_tokenizer(tmp_path, data_dir, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in data_dir.iterdir():
+        if path.is_file():
+            (other / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["tokenizer"]["sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    line = error_line(capsys, tiny_config(tmp_path / "c.yaml", other, tmp_path / "run"))
+    assert "was tokenized with a different tokenizer" in line
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["optimizer.lr=fast"], "pretrain.optimizer.lr: expected a number"),
+        (["nonsense=1"], "pretrain: unknown key(s) nonsense"),
+        (["precision=fp8"], "pretrain.precision: auto, bf16 or fp32"),
+        (["init=hf"], "pretrain.init: expected random"),
+        (["train_tokens=1e6"], "set train_steps or train_tokens, not both"),
+        (["optimizer.warmup_steps=5"], "warmup_steps 5 must be < its 5 steps"),
+        (["tokenizer=/nonexistent"], "pretrain.tokenizer: /nonexistent: no such tokenizer"),
+        (["seq_length=1024"], "seq_length 1024 > max_position_embeddings 256"),
+    ],
+)
+def test_bad_values(tmp_path, data_dir, capsys, sets, message):
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run")
+    assert message in error_line(capsys, config, *sets)
+
+
+def test_overrides_are_typed(tmp_path, data_dir):
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run")
+    run = load_config(config, ["optimizer.lr=2e-4", "parallel.tensor=2", "data.blend.0.weight=3"])
+    assert run.pretrain.optimizer.lr == 2e-4 and run.pretrain.parallel.tensor == 2
+    assert run.pretrain.data.blend[0].weight == 3.0
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_demo_config_is_valid():
+    from tests.pretrain_support import REPO
+
+    run = load_config(REPO / "configs" / "demo.yaml")
+    assert run.pretrain.parallel.tensor == 2
+    assert [s.name for s in run.pretrain.stages] == ["new-embeddings", "full"]
+    assert str(LLAMA2_TOKENIZER)  # the tests use the real tokenizer

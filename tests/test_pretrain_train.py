@@ -1,0 +1,193 @@
+"""pretrain/train.py with real Megatron-Core processes on CPU (gloo): layouts, resume, signals, stages.
+
+One reference run (1 process, TP=PP=DP=1, 5 steps, checkpoints at 2, 4, 5) anchors everything:
+the other layouts resume its step-2 checkpoint (same weights, optimizer and data position) and
+must reproduce its losses; a SIGKILLed run must resume to the same losses and final weights.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.pretrain_support import REPO, checkpoint_tensors, metrics, tiny_config, tokenized_corpus
+
+TRAIN = [sys.executable, "-m", "pretrain.train"]
+
+
+def torchrun(nproc: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            str(REPO / "pretrain" / "train.py")]
+
+
+def run(command: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tokenized_corpus(tmp_path_factory)[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    """The uninterrupted single-process run."""
+    base = tmp_path_factory.mktemp("reference")
+    config = tiny_config(base / "config.yaml", data_dir, base / "run")
+    run([*TRAIN, str(config)])
+    return config, base / "run"
+
+
+def assert_same_losses(run_dir: Path, reference_dir: Path, steps, tolerance: float) -> None:
+    got, want = metrics(run_dir), metrics(reference_dir)
+    for step in steps:
+        assert abs(got[step]["loss"] - want[step]["loss"]) <= tolerance, (step, got[step]["loss"], want[step]["loss"])
+        assert abs(got[step]["grad_norm"] - want[step]["grad_norm"]) <= 1e-4 * max(1.0, want[step]["grad_norm"])
+
+
+@pytest.mark.slow
+def test_reference_run_trains_logs_and_checkpoints(reference):
+    _, run_dir = reference
+    records = metrics(run_dir)
+    assert sorted(records) == [1, 2, 3, 4, 5]
+    assert records[5]["loss"] < records[1]["loss"]  # it learns
+    assert records[5]["val_bpc"] > 0 and "val_loss" in records[5]
+    for key in ("lr", "grad_norm", "tokens_per_s", "step_time_s", "mfu"):
+        assert records[3][key] > 0
+    assert (run_dir / "latest").read_text().strip() == "iter_0000005"
+    assert {p.name for p in run_dir.glob("iter_*")} == {"iter_0000002", "iter_0000004", "iter_0000005"}
+    assert (run_dir / "kocpt_model.json").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, nproc, overrides",
+    [
+        ("tp2", 2, ["parallel.tensor=2"]),
+        ("pp2", 2, ["parallel.pipeline=2"]),
+        ("dp2", 2, []),  # 2 processes, TP=PP=1 -> DP=2 with the same global batch
+    ],
+)
+def test_parallel_layouts_reproduce_the_single_process_losses(reference, tmp_path, name, nproc, overrides):
+    config, reference_dir = reference
+    sets = [f"--set=checkpoint.dir={tmp_path / name}", f"--set=checkpoint.load={reference_dir / 'iter_0000002'}"]
+    result = run([*torchrun(nproc), str(config), *sets, *[f"--set={o}" for o in overrides]])
+    assert "resumed from" in result.stdout
+    assert_same_losses(tmp_path / name, reference_dir, steps=[3, 4, 5], tolerance=1e-5)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
+    config, reference_dir = reference
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*TRAIN, str(config), f"--set=checkpoint.dir={run_dir}"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               start_new_session=True)
+    deadline = time.time() + 180
+    for line in process.stdout:  # kill as soon as step 4's checkpoint is complete: step 5 is running
+        if "saved checkpoint" in line and "iter_0000004" in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        assert time.time() < deadline, "the run never reached its step-4 checkpoint"
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert (run_dir / "latest").read_text().strip() == "iter_0000004"
+    # A save torn by a crash: a .partial directory and an iteration dir without metadata.json.
+    (run_dir / "iter_0000005.partial").mkdir()
+    (run_dir / "iter_0000005.partial" / "__0_0.distcp").write_bytes(b"torn")
+    result = run([*TRAIN, str(config), f"--set=checkpoint.dir={run_dir}"])
+    assert f"resumed from {run_dir / 'iter_0000004'} at step 4" in result.stdout
+    assert not (run_dir / "iter_0000005.partial").exists()
+    assert_same_losses(run_dir, reference_dir, steps=[1, 2, 3, 4, 5], tolerance=0.0)
+    assert metrics(run_dir)[5]["loss"] == metrics(reference_dir)[5]["loss"]
+    got = checkpoint_tensors(run_dir / "iter_0000005", tmp_path)
+    want = checkpoint_tensors(reference_dir / "iter_0000005", tmp_path / "..")
+    assert got.keys() == want.keys()
+    for key in want:  # model and optimizer state, bit for bit
+        assert torch.equal(got[key], want[key]), key
+
+
+@pytest.mark.slow
+def test_sigusr1_checkpoints_and_exits_cleanly(reference, tmp_path):
+    config, _ = reference
+    run_dir = tmp_path / "signalled"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [*TRAIN, str(config), f"--set=checkpoint.dir={run_dir}", "--set=train_steps=400", "--set=checkpoint.interval=0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("step      2/400"):
+            process.send_signal(signal.SIGUSR1)
+    assert process.wait(timeout=60) == 0, "".join(output)[-3000:]
+    stopped = [line for line in output if line.startswith("stopping at step")]
+    assert stopped and "SIGUSR1" in stopped[0]
+    step = int(stopped[0].split()[3].rstrip(":"))
+    assert 2 <= step < 400
+    assert (run_dir / "latest").read_text().strip() == f"iter_{step:07d}"
+    assert (run_dir / f"iter_{step:07d}" / "metadata.json").is_file()
+
+
+@pytest.mark.slow
+def test_staged_training_moves_only_the_allowed_parameters(reference, tmp_path):
+    """Stage 1: embeddings + LM head, new rows only (ids >= 31000); stage 2: everything."""
+    _, reference_dir = reference
+    run_dir = tmp_path / "staged"
+    config = tiny_config(
+        tmp_path / "staged.yaml", tokenized_corpus_dir(reference_dir), run_dir,
+        train_steps=None,
+        init={"megatron_checkpoint": str(reference_dir / "iter_0000002")},
+        stages=[
+            {"name": "new-rows", "steps": 2, "trainable": "embeddings", "new_rows_only": True, "lr": 0.05},
+            {"name": "full", "steps": 1, "trainable": "all"},
+        ],
+        checkpoint={"dir": str(run_dir), "interval": 0, "keep_last": 5},
+    )
+    result = run([*TRAIN, str(config)])
+    assert "stage 1 'full'" in result.stdout
+    before = checkpoint_tensors(reference_dir / "iter_0000002", tmp_path)
+    stage1 = checkpoint_tensors(run_dir / "iter_0000002", tmp_path / "s1")
+    stage2 = checkpoint_tensors(run_dir / "iter_0000003", tmp_path / "s2")
+    for name in ("embedding.word_embeddings.weight", "output_layer.weight"):
+        assert torch.equal(stage1[name][:31000], before[name][:31000]), name  # old rows bit-identical
+        assert not torch.equal(stage1[name][31000:], before[name][31000:]), name  # new rows trained
+    assert not torch.equal(stage1["output_layer.weight"], stage2["output_layer.weight"])
+    for name, value in before.items():
+        if name.startswith("decoder."):
+            assert torch.equal(stage1[name], value), name  # frozen in stage 1
+            assert not torch.equal(stage2[name], value), name  # trained in stage 2
+    assert not any(k.startswith("optimizer.") and "decoder" in k for k in stage1)  # stage-1 optimizer
+
+
+def tokenized_corpus_dir(reference_dir: Path) -> Path:
+    import yaml
+
+    config = yaml.safe_load((reference_dir.parent / "config.yaml").read_text())
+    return Path(config["pretrain"]["data"]["blend"][0]["path"])
+
+
+@pytest.mark.slow
+def test_bad_config_under_torchrun_fails_before_any_process_group(reference, tmp_path):
+    config, _ = reference
+    started = time.time()
+    result = subprocess.run([*torchrun(2), str(config), "--set=parallel.tensor=3"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "train.py: error:" in line]
+    assert len(errors) == 1 and "world size 2 is not divisible by tensor × pipeline = 3 × 1" in errors[0]
+    assert "Traceback" not in result.stderr.split("train.py: error:")[0]
+    assert time.time() - started < 60
