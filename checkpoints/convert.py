@@ -14,9 +14,10 @@ Memory: the model's parameters are the only full copy. Reads go tensor by tensor
 place (Megatron side: factories are applied before loading, so even the fused [gate; up] rows
 are loaded straight into the parameter), and writes go tensor by tensor.
 
-Safety: weights are read from safetensors or by dist_checkpointing (torch DCP tensors); the
-few non-tensor objects Megatron stores are unpickled with `weights_only=True` semantics
-elsewhere in Megatron; `trust_remote_code` is never used.
+Safety: HF weights are read only from safetensors (pickled *.bin are refused); Megatron reads
+the dist checkpoint's tensors through torch DCP and its `common.pt` with `torch.load`, whose
+default since torch 2.6 is `weights_only=True` -- a test shows a checkpoint whose pickle would
+run code is refused. `trust_remote_code` is never used.
 """
 
 from __future__ import annotations
@@ -376,7 +377,8 @@ def megatron_to_hf(
         write_safetensors_shards(
             tmp,
             specs,
-            lambda name: hf_tensor(sources[name][0], name, sources[name][1].detach()),
+            # Megatron keeps RMSNorm weights in fp32 even in a bf16 model; HF stores one dtype.
+            lambda name: hf_tensor(sources[name][0], name, sources[name][1].detach()).to(meta.dtype),
             max_shard_bytes=max_shard_bytes,
             progress="writing safetensors" if progress else None,
         )

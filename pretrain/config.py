@@ -145,6 +145,7 @@ class ModelSection:
     rms_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     base_vocab_size: int | None = None  # rows inherited from the base model (Llama-2: 32000)
+    vocab_size: int | None = None  # only for `kocpt plan` when the tokenizer is not at hand
 
 
 @dataclass

@@ -357,7 +357,8 @@ def build_stage(plan: RunPlan, stage: StageConfig):
     )
     overrides = get_standard_config_overrides(optimizer_config)
     if stage.new_rows_only:  # decoupled weight decay would move the frozen rows
-        overrides[ParamKey(name=EMBEDDING_PARAMS)] = {"wd_mult": 0.0}
+        # (names seen through the DDP wrapper: "module.embedding.word_embeddings.weight")
+        overrides[ParamKey(name=tuple("*" + name for name in EMBEDDING_PARAMS))] = {"wd_mult": 0.0}
     optimizer = get_megatron_optimizer(optimizer_config, [ddp], config_overrides=overrides)
     warmup = stage.warmup_steps if stage.warmup_steps is not None else opt.warmup_steps
     scheduler = OptimizerParamScheduler(

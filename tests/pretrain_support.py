@@ -115,6 +115,7 @@ def checkpoint_tensors(ckpt_dir: Path, tmp: Path) -> dict:
     import torch
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
+    tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / (Path(ckpt_dir).name + ".pt")
     dcp_to_torch_save(str(ckpt_dir), str(out))
     return {k: v for k, v in torch.load(out, weights_only=False).items() if isinstance(v, torch.Tensor)}

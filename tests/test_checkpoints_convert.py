@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from sentencepiece import sentencepiece_model_pb2 as pb
 
 from checkpoints.convert import main
 from checkpoints.mapping import Param, RowBlock, parameter_table
@@ -48,13 +49,21 @@ def models(tmp_path_factory):
         out[name] = {"hf": hf, "megatron": megatron}
     tokenizer = root / "tokenizer"
     tokenizer.mkdir()
-    shutil.copy(REPO.parent / "shared" / "data" / "llama2-tokenizer" / "tokenizer.model", tokenizer / "tokenizer.model")
-    out["root"], out["tokenizer"] = root, tokenizer
+    # Llama-2's tokenizer cut to the tiny model's 1,100 pieces (a valid SentencePiece BPE model).
+    proto = pb.ModelProto()
+    proto.ParseFromString((REPO.parent / "shared" / "data" / "llama2-tokenizer" / "tokenizer.model").read_bytes())
+    del proto.pieces[1100:]
+    (tokenizer / "tokenizer.model").write_bytes(proto.SerializeToString())
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    big = root / "tokenizer-32k"
+    big.mkdir()
+    shutil.copy(REPO.parent / "shared" / "data" / "llama2-tokenizer" / "tokenizer.model", big / "tokenizer.model")
+    out["root"], out["tokenizer"], out["tokenizer_32k"] = root, tokenizer, big
     return out
 
 
 def verify(hf: Path, megatron: Path | None, layouts: str, out: Path) -> list[dict]:
-    args = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0", "-m", "checkpoints.verify",
+    args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "checkpoints.verify",
             "--hf", str(hf), "--layouts", layouts, "--json", str(out)]
     if megatron is not None:
         args += ["--megatron", str(megatron)]
@@ -102,6 +111,7 @@ def test_hf_megatron_hf_is_bit_identical(models, name):
     config = json.loads((back / "config.json").read_text())
     assert config["vocab_size"] == 1100 and config["architectures"] == ["LlamaForCausalLM"]
     assert (back / "generation_config.json").is_file() and (back / "tokenizer.model").is_file()
+    assert (back / "tokenizer_config.json").is_file()
     from transformers import LlamaForCausalLM
 
     assert LlamaForCausalLM.from_pretrained(back).config.num_key_value_heads == (2 if name == "gqa" else 4)
@@ -202,6 +212,6 @@ def test_bad_inputs_fail_with_one_line(models, tmp_path, capsys):
 
     assert "no kocpt_model.json" in _fail(["--to", "hf", "--input", str(models["mha"]["hf"]), "--output", str(tmp_path / "o")], capsys)
     err = _fail(["--to", "hf", "--input", str(models["mha"]["megatron"]), "--output", str(tmp_path / "o"),
-                 "--tokenizer", str(models["tokenizer"])], capsys)
+                 "--tokenizer", str(models["tokenizer_32k"])], capsys)
     assert "32,000 pieces, more than the checkpoint's vocabulary 1,100" in err
     assert not (tmp_path / "o").exists()

@@ -153,7 +153,7 @@ def test_staged_training_moves_only_the_allowed_parameters(reference, tmp_path):
         init={"megatron_checkpoint": str(reference_dir / "iter_0000002")},
         stages=[
             {"name": "new-rows", "steps": 2, "trainable": "embeddings", "new_rows_only": True, "lr": 0.05},
-            {"name": "full", "steps": 1, "trainable": "all"},
+            {"name": "full", "steps": 1, "trainable": "all", "warmup_steps": 0},
         ],
         checkpoint={"dir": str(run_dir), "interval": 0, "keep_last": 5},
     )

@@ -7,7 +7,6 @@ merged directories) are built once per module.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import subprocess
@@ -26,7 +25,7 @@ from tokenizer import report as report_cmd
 from tokenizer import train as train_cmd
 from tokenizer.config import TokenizerConfig, mistral_base_model
 from tokenizer.reachability import unreachable
-from tokenizer.spm_model import BPE, CONTROL, NORMAL, SPACE, UNIGRAM, has_digit, is_hangul, load_model
+from tokenizer.spm_model import BPE, CONTROL, NORMAL, SPACE, has_digit, is_hangul, load_model
 from tokenizer.training_text import split_long
 
 REPO = Path(__file__).resolve().parents[1]

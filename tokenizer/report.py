@@ -28,7 +28,7 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from tokenizer import BadInput
-from tokenizer.spm_model import BYTE, ModelProto, is_hangul, load_model, resolve_model_path
+from tokenizer.spm_model import ModelProto, is_hangul, load_model, resolve_model_path
 
 # Strings where SentencePiece and Hugging Face tokenizers are known to part ways.
 PROBES = [

@@ -1,0 +1,239 @@
+"""Bits per character (and per UTF-8 byte) of a Hugging Face causal LM on a set of documents.
+
+Perplexity per token cannot compare models with different vocabularies: a bigger vocabulary has
+fewer, harder tokens. The probability a model gives to a *text* does not depend on how the text
+was cut into tokens, so we report
+
+    bits per character = sum over the text's tokens of -log2 p(token | left context) / characters
+    bits per byte      = the same sum / UTF-8 bytes
+
+summed over all documents (a micro-average: long documents weigh more), characters being Unicode
+code points of the document as given (Korean in NFC: one syllable = one character).
+
+What exactly is scored, per document:
+- The text is tokenized without special tokens, then one prefix token is put in front: BOS, or
+  EOS when the tokenizer has no BOS (what lm-eval's rolling log-likelihood does). The prefix is
+  context only; every token of the text, including the first, is scored. No EOS is appended: we
+  measure the text, not where documents end. (Llama's SentencePiece adds a dummy-prefix "▁"; it
+  belongs to the text's tokens and is scored with them.)
+- A document longer than the context is scored with a sliding window: windows of `context`
+  tokens advance by `stride`; each token is scored exactly once, in the first window that holds
+  it after the part already scored, so every token after the first window sees at least
+  `context - stride` tokens of left context (stride = 1 would give each token the full context,
+  at `context` times the cost; the default context // 2 is the usual compromise).
+
+Works for any tokenizer with `__call__(texts, add_special_tokens=False)["input_ids"]`, so base
+Llama-2, the resized model and the trained model sit in one table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from evaluation import BadInput
+
+
+@dataclass
+class BpcResult:
+    """Totals over one set of documents; the ratios are derived from them."""
+
+    name: str
+    documents: int
+    characters: int
+    bytes: int
+    tokens: int  # scored tokens (the prefix token is not one)
+    nll_nats: float  # total negative log-likelihood of the scored tokens
+    context: int
+    stride: int
+
+    @property
+    def bits(self) -> float:
+        return self.nll_nats / math.log(2)
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.bits / max(self.characters, 1)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.bits / max(self.bytes, 1)
+
+    @property
+    def tokens_per_char(self) -> float:
+        return self.tokens / max(self.characters, 1)
+
+    @property
+    def nll_per_token(self) -> float:
+        return self.nll_nats / max(self.tokens, 1)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "bits_per_char": self.bits_per_char, "bits_per_byte": self.bits_per_byte,
+                "tokens_per_char": self.tokens_per_char, "nll_per_token": self.nll_per_token,
+                "token_perplexity": math.exp(min(self.nll_per_token, 700.0))}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Tokens ids[start:end] go through the model; targets ids[first:end] are scored."""
+
+    doc: int
+    start: int
+    end: int
+    first: int
+
+
+def sliding_windows(length: int, context: int, stride: int, doc: int = 0) -> list[Window]:
+    """Windows over a sequence of `length` ids (prefix included) that score ids[1:] once each."""
+    if context < 2 or not 1 <= stride < context:
+        raise BadInput(f"need context >= 2 and 1 <= stride < context (got context={context}, stride={stride})")
+    end = min(context, length)
+    windows = [Window(doc, 0, end, 1)]
+    while end < length:
+        new_end = min(end + stride, length)
+        windows.append(Window(doc, new_end - context, new_end, end))
+        end = new_end
+    return windows
+
+
+def prefix_token_id(tokenizer) -> int:
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    raise BadInput(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to start documents with")
+
+
+def model_context(model) -> int:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 1:
+            return value
+    return 2048
+
+
+def _batches(windows: list[Window], max_batch_tokens: int) -> list[list[Window]]:
+    """Longest first, so padding stays small and the first batch shows the worst-case memory."""
+    ordered = sorted(windows, key=lambda w: w.end - w.start, reverse=True)
+    batches: list[list[Window]] = []
+    for window in ordered:
+        if batches:
+            batch = batches[-1]
+            width = batch[0].end - batch[0].start  # the batch's longest window
+            if width * (len(batch) + 1) <= max_batch_tokens:
+                batch.append(window)
+                continue
+        batches.append([window])
+    return batches
+
+
+@torch.inference_mode()
+def score_texts(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    name: str = "",
+    context: int | None = None,
+    stride: int | None = None,
+    max_batch_tokens: int = 4096,
+    progress: bool = True,
+) -> BpcResult:
+    """Bits per character/byte of `model` on `texts` (one document each; empty ones are skipped)."""
+    texts = [t for t in texts if t]
+    if not texts:
+        raise BadInput(f"{name or 'texts'}: no non-empty documents to score")
+    context = context or model_context(model)
+    stride = stride or max(1, context // 2)
+    prefix = prefix_token_id(tokenizer)
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    sequences = [[prefix, *ids] for ids in encoded]
+    vocab = model.get_output_embeddings().weight.shape[0]
+    top = max(max(seq) for seq in sequences)
+    if top >= vocab:
+        raise BadInput(f"{name or 'texts'}: the tokenizer produces id {top} but the model has only {vocab} "
+                       "output rows (wrong tokenizer for this model?)")
+
+    windows = [w for i, seq in enumerate(sequences) for w in sliding_windows(len(seq), context, stride, i)
+               if w.end > w.first]  # an empty text after tokenization has nothing to score
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll = torch.zeros((), dtype=torch.float64)
+    scored = 0
+    try:
+        for batch in tqdm(_batches(windows, max_batch_tokens), desc=f"bits/char {name}".strip(), unit="batch",
+                          disable=not progress, leave=False):
+            width = max(w.end - w.start for w in batch)
+            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            targets = torch.zeros((len(batch), width - 1), dtype=torch.long)
+            mask = torch.zeros((len(batch), width - 1), dtype=torch.bool)
+            for row, w in enumerate(batch):
+                ids = torch.tensor(sequences[w.doc][w.start:w.end])
+                n = len(ids)
+                input_ids[row, :n] = ids
+                attention[row, :n] = 1
+                targets[row, : n - 1] = ids[1:]
+                # logits at window position t predict position t + 1: score targets first..end-1
+                mask[row, w.first - w.start - 1: n - 1] = True
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1]
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            token_nll = -log_probs.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1)
+            nll += token_nll[mask.to(device)].double().sum().cpu()
+            scored += int(mask.sum())
+    finally:
+        model.train(was_training)
+
+    expected = sum(len(seq) - 1 for seq in sequences)
+    assert scored == expected, f"scored {scored} tokens, expected {expected}"  # every token exactly once
+    return BpcResult(
+        name=name, documents=len(texts), characters=sum(len(t) for t in texts),
+        bytes=sum(len(t.encode("utf-8")) for t in texts), tokens=scored, nll_nats=float(nll),
+        context=context, stride=stride,
+    )
+
+
+def read_documents(path: str | Path, max_documents: int | None = None) -> list[str]:
+    """Documents from a text file (one per line), JSONL with a "text" field, or corpus shards (.jsonl.zst)."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: evaluation text not found")
+    documents: list[str] = []
+    try:
+        if path.is_dir() or path.name.endswith(".jsonl.zst"):
+            from corpus.shards import ShardError, iter_documents
+
+            try:
+                for record in iter_documents(path):
+                    documents.append(record["text"])
+                    if max_documents and len(documents) >= max_documents:
+                        break
+            except ShardError as exc:
+                raise BadInput(f"{path}: {exc}") from None
+        else:
+            with open(path, encoding="utf-8") as handle:
+                jsonl = path.suffix == ".jsonl"
+                for number, line in enumerate(handle, 1):
+                    line = line.rstrip("\n")
+                    if not line.strip():
+                        continue
+                    if jsonl:
+                        try:
+                            line = json.loads(line)["text"]
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            raise BadInput(f"{path}:{number}: not a JSON object with a \"text\" field") from None
+                    documents.append(line)
+                    if max_documents and len(documents) >= max_documents:
+                        break
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
+    if not documents:
+        raise BadInput(f"{path}: no documents")
+    return documents

@@ -1,0 +1,96 @@
+"""Helpers the task YAMLs in this folder name with `!function ko_task_utils.NAME`.
+
+lm-eval loads this file by path (not as `evaluation.tasks...`), so it imports nothing from the project.
+Each `*_docs` function checks the columns a user's own copy must have and fixes their types (a CSV
+reader may turn a review such as "10" into a number), so a wrong file fails with one clear message.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NLI_LABELS = ["entailment", "neutral", "contradiction"]
+STS_SIMILAR_AT = 3.0  # KorSTS 0-5 scale: 3 = "roughly equivalent"; binary accuracy splits there
+
+
+def _require(dataset, columns: list[str], task: str) -> None:
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{task}: the data file has no column(s) {missing} (has {dataset.column_names})")
+
+
+def korsts_docs(dataset):
+    _require(dataset, ["sentence1", "sentence2", "score"], "korsts")
+
+    def fix(doc):
+        score = float(doc["score"])
+        return {"sentence1": str(doc["sentence1"]), "sentence2": str(doc["sentence2"]), "score": score,
+                "label": int(score >= STS_SIMILAR_AT)}
+
+    return dataset.map(fix)
+
+
+def kornli_docs(dataset):
+    """KorNLI TSV (`gold_label` as text) or XNLI-style data (`label` 0/1/2; premise/hypothesis)."""
+    names = dataset.column_names
+    first = "sentence1" if "sentence1" in names else "premise"
+    second = "sentence2" if "sentence2" in names else "hypothesis"
+    target = "gold_label" if "gold_label" in names else "label"
+    _require(dataset, [first, second, target], "kornli")
+
+    def fix(doc):
+        label = doc[target]
+        if isinstance(label, str) and not label.isdigit():
+            if label not in NLI_LABELS:
+                raise ValueError(f"kornli: unknown label {label!r} (expected one of {NLI_LABELS})")
+            label = NLI_LABELS.index(label)
+        return {"sentence1": str(doc[first]).strip(), "sentence2": str(doc[second]).strip(), "label": int(label)}
+
+    return dataset.map(fix)
+
+
+def kornli_choices(doc) -> list[str]:
+    """XNLI's harness template in Korean: premise + ", 맞죠? 네/또한/아니요, " + hypothesis."""
+    premise = doc["sentence1"].rstrip(".!?。 ")
+    return [f"{premise}, 맞죠? {word}, {doc['sentence2']}" for word in ("네", "또한", "아니요")]
+
+
+def nsmc_docs(dataset):
+    _require(dataset, ["document", "label"], "nsmc")
+    return dataset.map(lambda doc: {"document": str(doc["document"]), "label": int(doc["label"])})
+
+
+def korsts_results(doc, results) -> dict:
+    """Accuracy of 예/아니오 at the 3.0 split, and the margin log P(예) - log P(아니오) for correlations."""
+    lls = [ll for ll, _ in results]
+    pred = int(np.argmax(lls))
+    margin = lls[1] - lls[0]
+    return {"acc": float(pred == doc["label"]), "f1": (doc["label"], pred),
+            "spearman": (doc["score"], margin), "pearson": (doc["score"], margin)}
+
+
+def macro_f1(items) -> float:
+    from sklearn.metrics import f1_score
+
+    golds, preds = zip(*items)
+    return float(f1_score(golds, preds, average="macro"))
+
+
+def _correlation(items, kind: str) -> float:
+    from scipy import stats
+
+    gold, predicted = (np.asarray(x, dtype=np.float64) for x in zip(*items))
+    if len(gold) < 2 or np.ptp(gold) == 0 or np.ptp(predicted) == 0:
+        return math.nan  # undefined on a constant input (e.g. a tiny --limit)
+    result = stats.spearmanr(gold, predicted) if kind == "spearman" else stats.pearsonr(gold, predicted)
+    return float(result[0])
+
+
+def spearman(items) -> float:
+    return _correlation(items, "spearman")
+
+
+def pearson(items) -> float:
+    return _correlation(items, "pearson")

@@ -1,0 +1,236 @@
+"""`kocpt plan CONFIG`: parameters, memory per GPU and expected throughput, before queueing.
+
+    kocpt plan configs/llama2-7b.yaml [--nodes 4] [--gpus-per-node 8] [--mfu 0.45] [--json FILE]
+
+Memory per GPU follows Megatron's mixed-precision accounting: bf16 weights (2 B/param), fp32
+gradient buffer (4 B/param, grad_reduce_in_fp32), and fp32 master weights + Adam moments
+(12 B/param) sharded over data parallel by the distributed optimizer. Activations follow
+Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models") for a
+Llama layer (SwiGLU MLP, GQA, no dropout, no sequence parallel), with flash attention on GPUs (no
+s² score tensor), on the first pipeline stage (which holds `pipeline` micro batches in flight
+under 1F1B), plus the fp32 logits of the LM head. Step time = FLOPs / (GPUs × peak × MFU).
+
+The anchor: Meta trained Llama-2-7B on 2T tokens in 184,320 A100-hours, i.e. about 3,014 tokens/s
+per GPU, which is ~45% MFU at sequence length 4096 by the same FLOP count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pretrain.config import ConfigError, RunConfig, init_source, load_config, resolve_stages
+from pretrain.flops import flops_per_token, parameter_counts
+from pretrain.model import LlamaShape, padded_vocab_size
+
+GIB = 1024**3
+META_LLAMA2_7B_TOKENS_PER_GPU_S = 2.0e12 / (184_320 * 3600)  # 3,014: Llama-2 paper, table 2
+
+
+@dataclass
+class Cluster:
+    nodes: int = 1
+    gpus_per_node: int = 8
+    gpu_memory_gib: float = 80.0
+    assumed_mfu: float = 0.45  # what well-tuned Megatron-Core reaches on A100 for 7B (and Meta's)
+
+
+def read_cluster(path: str | None) -> Cluster:
+    if path is None:
+        return Cluster()
+    raw = (yaml.safe_load(Path(path).read_text()) or {}).get("cluster") or {}
+    unknown = set(raw) - set(Cluster.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"cluster: unknown key(s) {', '.join(sorted(unknown))}")
+    return Cluster(**raw)
+
+
+def model_shape(run: RunConfig) -> LlamaShape:
+    """From the init HF config when it is on disk, else the `model:` section (+ its vocab_size)."""
+    kind, path = init_source(run.pretrain)
+    if kind == "hf" and path and (Path(path) / "config.json").is_file():
+        return LlamaShape.from_hf_dir(path)
+    section = run.model
+    vocab = section.vocab_size
+    if vocab is None:
+        try:
+            from pretrain.token_encoder import TokenEncoder
+
+            vocab = TokenEncoder.load(run.pretrain.tokenizer).vocab_size
+        except ValueError:
+            raise ConfigError("model.vocab_size: needed when the tokenizer is not on this machine") from None
+    return LlamaShape(
+        vocab_size=vocab,
+        hidden_size=section.hidden_size,
+        intermediate_size=section.intermediate_size,
+        num_hidden_layers=section.num_hidden_layers,
+        num_attention_heads=section.num_attention_heads,
+        num_key_value_heads=section.num_key_value_heads or section.num_attention_heads,
+        max_position_embeddings=section.max_position_embeddings,
+        rope_theta=section.rope_theta,
+        rms_norm_eps=section.rms_norm_eps,
+    )
+
+
+def activation_bytes_per_layer(shape: LlamaShape, seq: int, micro_batch: int, tp: int,
+                               flash_attention: bool, recompute: bool) -> float:
+    """bf16 activations one layer keeps for backward (per micro batch)."""
+    s, b, h, f = seq, micro_batch, shape.hidden_size, shape.intermediate_size
+    kv = shape.num_key_value_heads * shape.head_dim
+    a = shape.num_attention_heads
+    if recompute:  # full recomputation keeps only each layer's input
+        return 2 * s * b * h
+    replicated = 2 * s * b * h * 2  # inputs of the two RMSNorms (not split without sequence parallel)
+    split = (
+        2 * s * b * h  # QKV projection input
+        + 2 * s * b * (h + 2 * kv)  # Q, K, V
+        + 2 * s * b * h  # attention output (input of the output projection)
+        + 2 * s * b * h  # fc1 input
+        + 2 * s * b * 2 * f  # gate and up
+        + 2 * s * b * f  # SiLU(gate) * up (fc2 input)
+    )
+    if not flash_attention:
+        split += 2 * 2 * a * s * s * b  # scores and softmax
+    else:
+        split += 4 * a * s * b  # fp32 log-sum-exp per row
+    return replicated + split / tp
+
+
+def plan(run: RunConfig, cluster: Cluster) -> dict:
+    config = run.pretrain
+    shape = model_shape(run)
+    tp, pp = config.parallel.tensor, config.parallel.pipeline
+    gpus = cluster.nodes * cluster.gpus_per_node
+    if gpus % (tp * pp):
+        raise ConfigError(f"{gpus} GPUs are not divisible by tensor × pipeline = {tp} × {pp}")
+    dp = gpus // (tp * pp)
+    if config.global_batch_size % (config.micro_batch_size * dp):
+        raise ConfigError(f"global_batch_size {config.global_batch_size} is not divisible by "
+                          f"micro_batch_size × data_parallel = {config.micro_batch_size} × {dp}")
+    padded = padded_vocab_size(shape.vocab_size, tp, config.make_vocab_size_divisible_by)
+    counts = parameter_counts(shape, padded)
+    seq, mbs = config.seq_length, config.micro_batch_size
+    microbatches = config.global_batch_size // (mbs * dp)
+
+    # The heaviest pipeline stage: the first (embedding + its layers) or last (layers + LM head).
+    layers_per_stage = shape.num_hidden_layers // pp
+    stage_layers = counts["per_layer"] * layers_per_stage
+    stage_params = max(stage_layers + counts["embedding"], stage_layers + counts["output"] + counts["final_norm"])
+    if pp == 1:
+        stage_params = counts["total"]
+    params_per_gpu = stage_params / tp
+    bf16 = config.precision in ("auto", "bf16")
+    weights = params_per_gpu * (2 if bf16 else 4)
+    grads = params_per_gpu * 4
+    optimizer_states = params_per_gpu * (12 if bf16 else 8) / (dp if bf16 else 1)  # distributed optimizer on GPU
+    in_flight = min(pp, microbatches)
+    per_layer = activation_bytes_per_layer(shape, seq, mbs, tp, flash_attention=True, recompute=config.recompute_activations)
+    activations = per_layer * layers_per_stage * in_flight
+    logits = 2 * 4 * seq * mbs * padded / tp  # fp32 logits and their gradient
+    activations += logits
+    overhead = 2.5 * GIB  # CUDA context, NCCL buffers, allocator fragmentation (measured order)
+    total = weights + grads + optimizer_states + activations + overhead
+
+    fpt = flops_per_token(shape, seq, padded)
+    tokens_per_step = config.global_batch_size * seq
+    peak = config.peak_tflops_per_gpu * 1e12
+    tokens_per_gpu_s = peak * cluster.assumed_mfu / fpt
+    step_time = tokens_per_step / (tokens_per_gpu_s * gpus)
+    stages = resolve_stages(config)
+    steps = sum(stage.steps for stage in stages)
+    meta_mfu = META_LLAMA2_7B_TOKENS_PER_GPU_S * flops_per_token(
+        LlamaShape(32000, 4096, 11008, 32, 32, 32), 4096) / 312e12
+    return {
+        "model": {"vocab_size": shape.vocab_size, "padded_vocab_size": padded, "layers": shape.num_hidden_layers,
+                  "hidden_size": shape.hidden_size, "parameters": counts["total"],
+                  "embedding_parameters": counts["embedding"] + counts["output"]},
+        "layout": {"gpus": gpus, "nodes": cluster.nodes, "tensor": tp, "pipeline": pp, "data": dp,
+                   "micro_batch_size": mbs, "global_batch_size": config.global_batch_size,
+                   "micro_batches_per_step": microbatches, "seq_length": seq, "tokens_per_step": tokens_per_step},
+        "memory_gib_per_gpu": {"weights": weights / GIB, "gradients": grads / GIB,
+                               "optimizer_states": optimizer_states / GIB, "activations": activations / GIB,
+                               "overhead": overhead / GIB, "total": total / GIB,
+                               "capacity": cluster.gpu_memory_gib, "fits": total / GIB <= cluster.gpu_memory_gib},
+        "throughput": {"flops_per_token": fpt, "assumed_mfu": cluster.assumed_mfu,
+                       "peak_tflops_per_gpu": config.peak_tflops_per_gpu,
+                       "tokens_per_s_per_gpu": tokens_per_gpu_s, "tokens_per_s": tokens_per_gpu_s * gpus,
+                       "step_time_s": step_time, "steps": steps, "tokens": steps * tokens_per_step,
+                       "hours": steps * step_time / 3600, "gpu_hours": steps * step_time * gpus / 3600},
+        "anchor": {"meta_llama2_7b_tokens_per_s_per_gpu": META_LLAMA2_7B_TOKENS_PER_GPU_S,
+                   "meta_implied_mfu": meta_mfu,
+                   "ours_vs_meta": tokens_per_gpu_s / META_LLAMA2_7B_TOKENS_PER_GPU_S},
+    }
+
+
+def render(result: dict) -> str:
+    m, lay, mem, thr, anc = (result[k] for k in ("model", "layout", "memory_gib_per_gpu", "throughput", "anchor"))
+    verdict = "fits" if mem["fits"] else "DOES NOT FIT: expect CUDA OOM (raise TP/PP, enable recompute_activations, or lower micro_batch_size)"
+    lines = [
+        f"model      {m['parameters'] / 1e9:.2f}B parameters ({m['embedding_parameters'] / 1e9:.2f}B in embedding + LM head), "
+        f"{m['layers']} layers, hidden {m['hidden_size']}, vocab {m['vocab_size']:,} (padded {m['padded_vocab_size']:,})",
+        f"layout     {lay['gpus']} GPUs ({lay['nodes']} nodes): TP={lay['tensor']} PP={lay['pipeline']} DP={lay['data']}; "
+        f"micro batch {lay['micro_batch_size']} x {lay['micro_batches_per_step']} micro batches x DP = global batch "
+        f"{lay['global_batch_size']} x seq {lay['seq_length']} = {lay['tokens_per_step']:,} tokens/step",
+        "memory per GPU (GiB):",
+        f"  weights {mem['weights']:7.2f}   (bf16 parameters of this rank's shard)",
+        f"  grads   {mem['gradients']:7.2f}   (fp32 gradient buffer)",
+        f"  optim   {mem['optimizer_states']:7.2f}   (fp32 master + Adam m, v; sharded over DP by the distributed optimizer)",
+        f"  activ.  {mem['activations']:7.2f}   (first pipeline stage, incl. fp32 logits)",
+        f"  other   {mem['overhead']:7.2f}   (CUDA context, NCCL, fragmentation)",
+        f"  total   {mem['total']:7.2f} of {mem['capacity']:.0f} -> {verdict}",
+        f"throughput at {100 * thr['assumed_mfu']:.0f}% MFU of {thr['peak_tflops_per_gpu']:.0f} TFLOP/s: "
+        f"{thr['flops_per_token'] / 1e9:.1f} GFLOP/token -> {thr['tokens_per_s_per_gpu']:,.0f} tokens/s per GPU, "
+        f"{thr['tokens_per_s']:,.0f} tokens/s in total, {thr['step_time_s']:.2f} s/step",
+        f"run        {thr['steps']:,} steps = {thr['tokens'] / 1e9:.1f}B tokens in {thr['hours']:.1f} h "
+        f"({thr['gpu_hours']:,.0f} GPU-hours)",
+        f"anchor     Meta's Llama-2-7B: {anc['meta_llama2_7b_tokens_per_s_per_gpu']:,.0f} tokens/s per A100 "
+        f"(~{100 * anc['meta_implied_mfu']:.0f}% MFU by this FLOP count); this plan: "
+        f"{100 * anc['ours_vs_meta']:.0f}% of that per GPU",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="YAML config (pretrain:, model: and optional cluster: sections)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a pretrain config key (repeatable)")
+    parser.add_argument("--nodes", type=int, help="nodes (default: cluster.nodes or 1)")
+    parser.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: cluster.gpus_per_node or 8)")
+    parser.add_argument("--gpu-memory-gib", type=float, help="memory per GPU (default 80)")
+    parser.add_argument("--mfu", type=float, help="assumed model FLOPs utilization (default 0.45)")
+    parser.add_argument("--json", help="also write the plan as JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        run = load_config(args.config, args.overrides)
+        cluster = read_cluster(args.config)
+        for field_name, value in (("nodes", args.nodes), ("gpus_per_node", args.gpus_per_node),
+                                  ("gpu_memory_gib", args.gpu_memory_gib), ("assumed_mfu", args.mfu)):
+            if value is not None:
+                setattr(cluster, field_name, value)
+        if not 0 < cluster.assumed_mfu <= 1:
+            raise ConfigError(f"--mfu must be in (0, 1], got {cluster.assumed_mfu}")
+        result = plan(run, cluster)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(render(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if math.isfinite(result["memory_gib_per_gpu"]["total"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
