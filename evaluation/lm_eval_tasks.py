@@ -1,5 +1,7 @@
 """Run the Korean lm-eval-harness tasks in `evaluation/tasks/` on a model that is already in memory.
 
+Tasks: korsts, kornli, nsmc (default data: ../shared/data/ko-eval) and the five KoBEST tasks
+`kobest_{boolq,copa,sentineg,wic,hellaswag}_local` on a local JSON Lines copy of skt/kobest_v1.
 The YAMLs are ordinary lm-eval task configs (`lm_eval --include_path evaluation/tasks --tasks korsts`
 works from the repository root). Their data files default to `../shared/data/ko-eval`; here each
 task's `data_files` can point at a user's own copy (`--task-data nsmc=ratings_test.txt`). Other
@@ -25,7 +27,7 @@ from evaluation import BadInput
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 DEFAULT_TASKS = ("korsts", "kornli", "nsmc")
 # The figures that go in the report for each task (lm-eval reports them as "<metric>,none").
-HEADLINE_METRICS = {"korsts": ("spearman", "acc"), "kornli": ("acc", "f1"), "nsmc": ("acc", "f1")}
+HEADLINE_METRICS = {"korsts": ("spearman", "acc"), "kobest_hellaswag_local": ("acc", "acc_norm")}
 
 
 def go_offline() -> None:
@@ -36,6 +38,14 @@ def go_offline() -> None:
 
 def local_task_names() -> list[str]:
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+
+
+def builtin_task_names() -> list[str]:
+    """Every task lm-eval itself ships (indexing them all takes tens of seconds)."""
+    go_offline()
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=True).all_tasks
 
 
 def _task_functions():
@@ -114,7 +124,8 @@ def run_tasks(
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    # lm-eval warns about every in-memory model and zero-shot override; our own lines say what runs
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=need_builtin)
     resolved = []
     for spec in specs:
@@ -152,7 +163,7 @@ def _clean(metrics: dict) -> dict:
     """{"acc,none": 0.5, "acc_stderr,none": "N/A", "alias": ...} -> {"acc": 0.5, "acc_stderr": None}."""
     out = {}
     for key, value in metrics.items():
-        if key in ("alias", "name"):
+        if key in ("alias", "name", "sample_len"):
             continue
         metric = key.split(",")[0]
         if isinstance(value, (int, float)):
@@ -164,5 +175,5 @@ def _clean(metrics: dict) -> dict:
 
 def headline(task: str, metrics: dict) -> dict:
     """The one or two figures per task that go in the Markdown table."""
-    names = HEADLINE_METRICS.get(task, ("acc",))
+    names = HEADLINE_METRICS.get(task, ("acc", "f1"))
     return {name: metrics.get(name) for name in names if name in metrics}

@@ -136,21 +136,23 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _text_label(kind: str, name: str, texts: dict) -> str:
+    short = "ko" if kind == "korean" else "en"
+    return short if len(texts.get(kind, {})) == 1 else f"{short}:{Path(name).stem}"
+
+
 def markdown(result: dict) -> str:
     models = result["models"]
     texts = [(kind, name) for kind in ("korean", "english") for name in result["texts"].get(kind, {})]
     tasks = result.get("task_columns", [])
     lines = ["# kocpt evaluation", ""]
     lines.append("Bits per character (bpc) and per UTF-8 byte do not depend on the tokenizer, so models with "
-                 "different vocabularies compare directly (lower is better). "
-                 f"Sliding window: context {result['settings']['context'] or 'model maximum'}, "
-                 f"stride {result['settings']['stride'] or 'context/2'}; documents start after BOS.")
+                 "different vocabularies compare directly (lower is better); tokens/char is the tokenizer's cost.")
     lines.append("")
     header = ["model", "parameters", "vocab"]
     for kind, name in texts:
-        short = f"{'ko' if kind == 'korean' else 'en'}:{name}"
-        header += [f"{short} bpc", f"{short} bits/byte", f"{short} tokens/char"]
-    header += [f"{task} {metric}" for task, metric in tasks]
+        label = _text_label(kind, name, result["texts"])
+        header += [f"{label} bpc", f"{label} bits/byte", f"{label} tokens/char"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for model in models:
@@ -159,15 +161,33 @@ def markdown(result: dict) -> str:
             bpc = (model["bpc"].get(kind) or {}).get(name)
             row += [_fmt(bpc and bpc["bits_per_char"]), _fmt(bpc and bpc["bits_per_byte"]),
                     _fmt(bpc and bpc["tokens_per_char"])]
-        for task, metric in tasks:
-            row.append(_fmt((model.get("tasks") or {}).get(task, {}).get(metric)))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    described = []
+    for kind, name in texts:
+        info = result["texts"][kind][name]
+        described.append(f"{_text_label(kind, name, result['texts'])} = {name} ({info['documents']:,} documents, "
+                         f"{info['characters']:,} characters)")
+    windows = sorted({(row["context"], row["stride"]) for m in models for rows in m["bpc"].values() for row in rows.values()})
+    if described:
+        lines.append("Texts: " + "; ".join(described) + ". Each document is scored after a BOS token; a document "
+                     "longer than the context is scored by a sliding window (" +
+                     ", ".join(f"context {c}, stride {s}" for c, s in windows) + ").")
+        lines.append("")
     if tasks:
-        limit = result["settings"].get("limit")
-        lines.append(f"lm-eval tasks: zero-shot log-likelihood multiple choice on local files"
-                     f"{f', first {limit} documents per task' if limit else ''} "
-                     "(korsts: Spearman of log P(예) - log P(아니오) with the gold score; acc = accuracy; f1 = macro F1).")
+        lines += ["## Korean tasks (lm-eval, zero-shot)", ""]
+        lines.append("| model | " + " | ".join(f"{task} {metric}" for task, metric in tasks) + " |")
+        lines.append("|" + "---|" * (len(tasks) + 1))
+        for model in models:
+            lines.append(f"| **{model['label']}** | " + " | ".join(
+                _fmt((model.get("tasks") or {}).get(task, {}).get(metric)) for task, metric in tasks) + " |")
+        lines.append("")
+        samples = next((m.get("task_samples") for m in models if m.get("task_samples")), {}) or {}
+        counts = ", ".join(f"{task} {n.get('effective', '?'):,} of {n.get('original', '?'):,}" for task, n in samples.items())
+        lines.append("Log-likelihood multiple choice on local files"
+                     f"{f' (documents: {counts})' if counts else ''}. korsts spearman: rank correlation of "
+                     "log P(예) - log P(아니오) with the gold similarity; acc: accuracy; f1: macro F1. "
+                     "Chance: korsts/nsmc acc 0.5, kornli acc 0.33.")
         lines.append("")
     tok = result.get("tokenizer")
     if tok:

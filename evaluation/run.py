@@ -100,7 +100,10 @@ def load_model(path: str | Path):
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise BadInput(f"{path}: cannot load model ({str(exc).splitlines()[0]})") from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "mismatch" in message:
+            raise BadInput(f"{path}: cannot load model: its weights do not match its config.json (tensor shapes differ)") from None
+        raise BadInput(f"{path}: cannot load model ({message})") from None
     return model.eval()
 
 
@@ -190,9 +193,9 @@ def read_texts(config: EvalConfig, notes: list[str]) -> dict[str, dict[str, list
 
 def check_task_data(config: EvalConfig, notes: list[str]) -> None:
     """Fail (or, with skip_missing, drop the task) before any model is loaded, not after the first one."""
-    from evaluation.lm_eval_tasks import load_task_config, local_task_names
+    from evaluation.lm_eval_tasks import builtin_task_names, load_task_config, local_task_names
 
-    keep = []
+    keep, others = [], []
     for task in config.tasks:
         if task in local_task_names():
             try:
@@ -203,7 +206,14 @@ def check_task_data(config: EvalConfig, notes: list[str]) -> None:
                 notes.append(f"skipped task {task}: {exc}")
                 config.task_data.pop(task, None)
                 continue
+        else:
+            others.append(task)
         keep.append(task)
+    if others:
+        print(f"indexing lm-eval's built-in tasks for {', '.join(others)} (takes about half a minute)", flush=True)
+        unknown = sorted(set(others) - set(builtin_task_names()))
+        if unknown:
+            raise BadInput(f"unknown lm-eval task(s) {unknown} (ours: {', '.join(local_task_names())})")
     config.tasks = keep
 
 
@@ -224,6 +234,10 @@ def run(args: argparse.Namespace) -> dict:
     from evaluation.lm_eval_tasks import go_offline
 
     go_offline()
+    if args.no_progress:
+        import datasets
+
+        datasets.disable_progress_bars()  # lm-eval's data loading bars
     config = load_section(args.config)
     overrides = {
         "korean": args.korean, "english": args.english, "max_documents": args.max_documents,
@@ -256,11 +270,6 @@ def run(args: argparse.Namespace) -> dict:
     tokenizer = report.tokenizer_figures(args.tokenizer_report) if args.tokenizer_report else None
 
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    stale = output / "eval.json"
-    if stale.exists():
-        stale.unlink()  # until the new one is complete, no eval.json claims to describe this directory
-
     models = []
     for i, spec in enumerate(specs, 1):
         print(f"[{i}/{len(specs)}] evaluating {spec.label}: {spec.model}", flush=True)
@@ -277,19 +286,41 @@ def run(args: argparse.Namespace) -> dict:
         "notes": notes,
         "files": {"json": "eval.json", "markdown": "eval.md", "plots": []},
     }
-    plots = result["files"]["plots"]
-    report.plot_bits_per_char(output / "bits_per_char.png", result)
-    plots.append("bits_per_char.png")
-    if training:
-        report.plot_training(output / "training.png", training)
-        plots.append("training.png")
-    if tokenizer:
-        report.plot_tokens_per_char(output / "tokens_per_char.png", tokenizer)
-        plots.append("tokens_per_char.png")
-    result = report.finite_or_none(result)
-    report.write_markdown(output / "eval.md", result)
-    report.write_json(output / "eval.json", result)
+    write_outputs(output, result)
     return result
+
+
+def write_outputs(output: Path, result: dict) -> None:
+    """Everything goes to a hidden scratch folder first and moves in at the end, eval.json last, so a
+    failed run leaves the previous report untouched and never a partial one."""
+    import shutil
+
+    from evaluation import report
+
+    output.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=output, prefix=".partial-"))
+    try:
+        plots = result["files"]["plots"]
+        report.plot_bits_per_char(scratch / "bits_per_char.png", result)
+        plots.append("bits_per_char.png")
+        if result["training"]:
+            report.plot_training(scratch / "training.png", result["training"])
+            plots.append("training.png")
+        if result["tokenizer"]:
+            report.plot_tokens_per_char(scratch / "tokens_per_char.png", result["tokenizer"])
+            plots.append("tokens_per_char.png")
+        clean = report.finite_or_none(result)
+        result.clear()
+        result.update(clean)
+        report.write_markdown(scratch / "eval.md", result)
+        report.write_json(scratch / "eval.json", result)
+        for name in ("training.png", "tokens_per_char.png"):  # a previous run's plots this run does not make
+            if name not in plots:
+                (output / name).unlink(missing_ok=True)
+        for name in [*plots, "eval.md", "eval.json"]:
+            (scratch / name).replace(output / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -75,7 +75,7 @@ class TokenEncoder:
         return self.processor.eos_id()
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.processor.Encode(texts, out_type=int)
+        return self.processor.Encode(texts, out_type=int, num_threads=1)  # one core per worker
 
     def sha256(self) -> str:
         return hashlib.sha256(Path(self.model_path).read_bytes()).hexdigest()

@@ -191,3 +191,16 @@ def test_bad_config_under_torchrun_fails_before_any_process_group(reference, tmp
     assert len(errors) == 1 and "world size 2 is not divisible by tensor × pipeline = 3 × 1" in errors[0]
     assert "Traceback" not in result.stderr.split("train.py: error:")[0]
     assert time.time() - started < 60
+
+
+@pytest.mark.slow
+def test_non_finite_loss_is_skipped_then_stops_the_run(reference, tmp_path):
+    config, _ = reference
+    result = subprocess.run(
+        [*TRAIN, str(config), f"--set=checkpoint.dir={tmp_path / 'nan'}", "--set=optimizer.lr=1e30",
+         "--set=optimizer.min_lr=0", "--set=max_nan_skips=1", "--set=checkpoint.interval=0"],
+        cwd=REPO, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "update skipped (1/1 skips allowed)" in result.stdout
+    assert "error: stopping at step" in result.stdout and "non-finite loss/gradients" in result.stdout

@@ -94,3 +94,48 @@ def spearman(items) -> float:
 
 def pearson(items) -> float:
     return _correlation(items, "pearson")
+
+
+# --------------------------------------------------------------------------- KoBEST (skt/kobest_v1 columns)
+
+
+def kobest_boolq_docs(dataset):
+    _require(dataset, ["paragraph", "question", "label"], "kobest_boolq_local")
+    return dataset.map(lambda d: {"paragraph": str(d["paragraph"]), "question": str(d["question"]), "label": int(d["label"])})
+
+
+def kobest_copa_docs(dataset):
+    _require(dataset, ["premise", "question", "alternative_1", "alternative_2", "label"], "kobest_copa_local")
+
+    def fix(doc):
+        kind = str(doc["question"]).strip()
+        if kind not in ("원인", "결과"):
+            raise ValueError(f"kobest_copa_local: question must be 원인 or 결과, got {kind!r}")
+        return {"question": kind, "label": int(doc["label"])}
+
+    return dataset.map(fix)
+
+
+def kobest_copa_text(doc) -> str:
+    """KoBEST COPA as lm-eval scores it: premise + " 왜냐하면" (cause) / " 그래서" (effect)."""
+    return f"{doc['premise']} {'왜냐하면' if doc['question'] == '원인' else '그래서'}"
+
+
+def kobest_copa_choices(doc) -> list[str]:
+    return [str(doc["alternative_1"]), str(doc["alternative_2"])]
+
+
+def kobest_sentineg_docs(dataset):
+    _require(dataset, ["sentence", "label"], "kobest_sentineg_local")
+    return dataset.map(lambda d: {"sentence": str(d["sentence"]), "label": int(d["label"])})
+
+
+def kobest_wic_docs(dataset):
+    _require(dataset, ["word", "context_1", "context_2", "label"], "kobest_wic_local")
+    return dataset.map(lambda d: {"label": int(d["label"])})
+
+
+def kobest_hellaswag_docs(dataset):
+    _require(dataset, ["context", "ending_1", "ending_2", "ending_3", "ending_4", "label"], "kobest_hellaswag_local")
+    return dataset.map(lambda d: {"query": f"문장: {d['context']}",
+                                  "choices": [str(d[f"ending_{i}"]) for i in range(1, 5)], "label": int(d["label"])})
