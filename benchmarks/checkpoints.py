@@ -151,7 +151,7 @@ def same_tensors(a: Path, b: Path) -> bool:
 # ---------------------------------------------------------------------- initial Korean loss
 
 
-def train_small_llama(out: Path, steps: int, seq: int = 128, batch: int = 16) -> dict:
+def train_small_llama(out: Path, steps: int, seq: int = 128, batch: int = 8) -> dict:
     """A small Llama (Llama-2 vocabulary) that has seen some Korean and English text."""
     import sentencepiece as spm
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -169,7 +169,9 @@ def train_small_llama(out: Path, steps: int, seq: int = 128, batch: int = 16) ->
     model = LlamaForCausalLM(config)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     losses = []
-    for step in range(steps):
+    from tqdm import tqdm
+
+    for step in tqdm(range(steps), desc="training the small model", file=sys.stderr):
         starts = torch.randint(0, len(data) - seq - 1, (batch,))
         x = torch.stack([data[s : s + seq] for s in starts])
         loss = model(x, labels=x).loss
@@ -178,7 +180,7 @@ def train_small_llama(out: Path, steps: int, seq: int = 128, batch: int = 16) ->
         opt.step()
         for g in opt.param_groups:
             g["lr"] = 3e-3 * min(1.0, (steps - step) / (0.3 * steps))
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.save_pretrained(out)
     shutil.copy(LLAMA2_TOKENIZER, out / "tokenizer.model")
     return {"train_tokens_seen": steps * batch * seq, "final_train_loss": sum(losses[-20:]) / 20}
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intermediate", type=int, default=5632)
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--heads", type=int, default=16)
-    parser.add_argument("--train-steps", type=int, default=200, help="steps for the small model of the init comparison")
+    parser.add_argument("--train-steps", type=int, default=150, help="steps for the small model of the init comparison")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "checkpoints.json")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="kocpt-bench-ckpt-"))

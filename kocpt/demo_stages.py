@@ -106,17 +106,24 @@ def demo_stages(out: Path, config_path: Path, config: dict, base_tokenizer: Path
                             logs, {"KOCPT_PYTHON": python}),
         settings={"pretrain": config.get("pretrain"), "model": model_section}, after=["convert", "tokenize"],
     )
+    def latest_checkpoint() -> Path:
+        pointer = out / "pretrain" / "latest"
+        if not pointer.is_file():
+            raise DemoError(f"{pointer}: pretraining left no latest checkpoint")
+        return out / "pretrain" / pointer.read_text().strip()
+
     export = Stage(
         "export", out / "final",
-        lambda: run("export", "-m", "checkpoints.convert", "--to", "hf", "--input", out / "pretrain" / "latest",
+        lambda: run("export", "-m", "checkpoints.convert", "--to", "hf", "--input", latest_checkpoint(),
                     "--output", out / "final", "--tokenizer", out / "tokenizer"),
         after=["pretrain"],
     )
     evaluate = Stage(
         "eval", out / "eval",
-        lambda: run("eval", "-m", "evaluation.run", "--model", out / "final", "--output", out / "eval",
-                    "--baseline", out / "resized", "--tensorboard", out / "pretrain",
-                    "--tokenizer-report", out / "tokenizer" / "report.json", "--config", config_path),
+        lambda: run("eval", "-m", "evaluation.run", "--model", out / "final", "--label", "trained",
+                    "--output", out / "eval", "--config", config_path,
+                    "--baseline", f"base={base.output},{base_tokenizer}", "--baseline", f"resized={out / 'resized'}",
+                    "--tensorboard", out / "pretrain", "--tokenizer-report", out / "tokenizer" / "report.json"),
         settings={"eval": config.get("eval")}, reads=evaluation_texts, after=["export"],
     )
     return [corpus, train, merge, base, resize, convert, tokenize, pretrain, export, evaluate]

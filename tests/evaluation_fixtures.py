@@ -7,7 +7,6 @@ The exported-style directory is what `kocpt checkpoints convert` hands to users:
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
@@ -93,7 +92,3 @@ def fast_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]):
 
     backend = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-
-
-def log2(x: float) -> float:
-    return math.log2(x)

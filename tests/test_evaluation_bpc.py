@@ -112,6 +112,7 @@ def tiny_llama2(exported_model_dir):
     return model, AutoTokenizer.from_pretrained(exported_model_dir)
 
 
+@pytest.mark.slow
 def test_batched_scoring_equals_one_pass_per_document(tiny_llama2):
     model, tokenizer = tiny_llama2
     texts = read_documents(HELDOUT_KO, 6) + read_documents(HELDOUT_EN, 6)

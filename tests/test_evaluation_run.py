@@ -65,6 +65,7 @@ def test_reads_tensorboard_logs_with_the_resumed_values(tensorboard_dir):
     assert scalars["val_bpc"] == [(5, 9.0), (10, 7.5), (12, 7.0)]
 
 
+@pytest.mark.slow
 def test_kocpt_eval_writes_the_report(tmp_path, exported_model_dir, tensorboard_dir, tokenizer_report, capsys):
     out = tmp_path / "eval"
     (out).mkdir()

@@ -39,6 +39,7 @@ def tiny(exported_model_dir):
     return model, AutoTokenizer.from_pretrained(exported_model_dir)
 
 
+@pytest.mark.slow
 def test_every_task_runs_on_a_tiny_model_offline(tiny, no_network):
     model, tokenizer = tiny
     out = run_tasks(model, tokenizer, DEFAULT_TASKS, limit=6, batch_size=8)
@@ -136,6 +137,7 @@ KOBEST_ROWS = {
 }
 
 
+@pytest.mark.slow
 def test_kobest_tasks_run_on_local_copies(tiny, tmp_path, no_network):
     """KoBEST in skt/kobest_v1's columns, exported to JSON Lines (made-up rows: the real sets are not here)."""
     import json

@@ -184,7 +184,8 @@ def tokenized_corpus_dir(reference_dir: Path) -> Path:
 def test_bad_config_under_torchrun_fails_before_any_process_group(reference, tmp_path):
     config, _ = reference
     started = time.time()
-    result = subprocess.run([*torchrun(2), str(config), "--set=parallel.tensor=3"], cwd=REPO,
+    result = subprocess.run([*torchrun(2), str(config), "--set=parallel.tensor=3",
+                             f"--set=checkpoint.dir={tmp_path / 'run'}"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "train.py: error:" in line]
@@ -204,3 +205,24 @@ def test_non_finite_loss_is_skipped_then_stops_the_run(reference, tmp_path):
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
     assert "update skipped (1/1 skips allowed)" in result.stdout
     assert "error: stopping at step" in result.stdout and "non-finite loss/gradients" in result.stdout
+
+
+@pytest.mark.slow
+def test_hf_and_converted_checkpoint_inits_give_the_same_first_loss(reference, tmp_path):
+    """init: {hf: DIR} and init: {megatron_checkpoint: convert(DIR)} start from the same weights."""
+    from checkpoints.convert import hf_to_megatron
+    from tests.tiny_llama import tiny_llama_config, write_tiny_llama
+
+    config, _ = reference
+    hf = write_tiny_llama(tmp_path / "hf", tiny_llama_config(vocab_size=32000, intermediate_size=172,
+                                                             num_key_value_heads=2))
+    hf_to_megatron(hf, tmp_path / "megatron")
+    losses = {}
+    for kind, path in (("hf", hf), ("megatron_checkpoint", tmp_path / "megatron")):
+        run_dir = tmp_path / f"run-{kind}"
+        result = run([*TRAIN, str(config), f"--set=init={{{kind}: {path}}}", f"--set=checkpoint.dir={run_dir}",
+                      "--set=train_steps=2", "--set=checkpoint.interval=0"])
+        assert f"init={kind}:{path}" in result.stdout
+        losses[kind] = [metrics(run_dir)[step]["loss"] for step in (1, 2)]
+    assert losses["hf"] == pytest.approx(losses["megatron_checkpoint"], abs=1e-6)
+    assert losses["hf"][0] < 11.0  # a trained-from-scratch-random HF model on real text, not NaN
