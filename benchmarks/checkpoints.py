@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,25 +121,21 @@ def write_random_llama(out: Path, config: dict) -> int:
 
 
 def timed_process(args: list[str]) -> dict:
-    """Run a command; its wall time and its own peak RSS (from wait4)."""
+    """Run a checkpoint command as its own process: wall time and the peak RSS it reports.
+
+    The command reports its own VmHWM: rusage of a child also counts the resident set it
+    inherited from this (large) benchmark process at fork.
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # wait4 reaps the child with its rusage; read the pipes in a thread-free way after it ends.
-    import threading
-
-    outs = {}
-    readers = [threading.Thread(target=lambda k=k, s=s: outs.__setitem__(k, s.read())) for k, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for r in readers:
-        r.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for r in readers:
-        r.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{outs['err'].decode()[-3000:]}")
-    return {"seconds": time.perf_counter() - started, "peak_rss_bytes": usage.ru_maxrss * 1024,
-            "stdout": outs["out"].decode().strip().splitlines()[-1:]}
+    result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    line = result.stdout.strip().splitlines()[-1]
+    match = re.search(r"peak RSS ([0-9.]+) GiB", line)
+    if not match:
+        raise SystemExit(f"no peak RSS in the output of {' '.join(args)}: {line!r}")
+    return {"seconds": time.perf_counter() - started, "peak_rss_bytes": int(float(match.group(1)) * GiB), "stdout": line}
 
 
 def same_tensors(a: Path, b: Path) -> bool:

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import random
-import re
 import resource
 import shutil
 import subprocess
@@ -53,10 +53,13 @@ import psutil  # noqa: E402
 import zstandard  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from corpus.clean import clean_document  # noqa: E402
-from corpus.filters import QualityConfig  # noqa: E402
+from corpus.clean import clean_document, text_key  # noqa: E402
+from corpus.filters import QualityConfig, quality_drop_reason  # noqa: E402
 from corpus.minhash import MinHashConfig, MinHasher, canonical_text  # noqa: E402
+from corpus.normalize import normalize_text  # noqa: E402
+from corpus.pii import scrub_pii  # noqa: E402
 from corpus.records import ReadOptions, read_input  # noqa: E402
+from corpus.shards import encode_shard  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 KO_TRAIN = DATA / "ko-train"
@@ -522,6 +525,39 @@ def minhash_throughput(input_files: list[Path], max_docs: int, config: MinHashCo
     return result
 
 
+def step_costs(input_file: Path, max_docs: int, config: MinHashConfig) -> dict:
+    """CPU seconds per input MB of each pure per-document step, in one process, on one input file.
+
+    Their sum against the pipeline's CPU seconds per MB shows what Beam itself (encoding, shuffles,
+    worker processes) costs on top.
+    """
+    with open(input_file, "rb") as stream:
+        records = [record for kind, record in itertools.islice(read_input(str(input_file), stream, ReadOptions()), max_docs)
+                   if kind == "doc"]
+    size = sum(len(json.dumps(record, ensure_ascii=False).encode("utf-8")) for record in records) / MB
+    texts = [record["text"] for record in records]
+    costs = {}
+
+    def timed(name, function):
+        started = time.process_time()
+        result = function()
+        costs[name] = round((time.process_time() - started) / size, 4)
+        return result
+
+    with open(input_file, "rb") as stream:
+        timed("read (JSON parse)", lambda: sum(1 for _ in itertools.islice(read_input(str(input_file), stream, ReadOptions()), max_docs)))
+    normalized = timed("normalize_text", lambda: [normalize_text(text) for text in texts])
+    scrubbed = timed("scrub_pii", lambda: [scrub_pii(text)[0] for text in normalized])
+    timed("quality_drop_reason", lambda: [quality_drop_reason(text, QUALITY) for text in scrubbed])
+    timed("exact-dedup key (sha256)", lambda: [text_key(text) for text in scrubbed])
+    hasher = MinHasher(config)
+    timed("MinHash signatures", lambda: [hasher.signatures(scrubbed[i : i + 2000]) for i in range(0, len(scrubbed), 2000)])
+    shard = [{**record, "text": text} for record, text in zip(records, scrubbed)]
+    timed("shard encode (JSON + zstd 10)", lambda: encode_shard(shard, 10))
+    return {"documents": len(records), "mb": round(size, 2), "cpu_seconds_per_mb": costs,
+            "sum_cpu_seconds_per_mb": round(sum(costs.values()), 4)}
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -603,6 +639,9 @@ def benchmark(args: argparse.Namespace) -> int:
     results["minhash_signatures"] = minhash_throughput(datasets[-1][2], 20_000 if args.quick else 60_000, config,
                                                        with_datatrove=not args.no_datatrove)
 
+    print("CPU cost of each per-document step ...", file=sys.stderr)
+    results["step_costs"] = step_costs(datasets[-1][2][0], 10_000 if args.quick else 30_000, config)
+
     for name, input_dir, files, truth, num_shards in datasets:
         documents, size = input_size(files)
         entry = {"input": str(input_dir), "files": len(files), "documents": documents, "mb": round(size / MB, 2),
@@ -651,6 +690,10 @@ def print_table(results: dict) -> None:
     if "datatrove" in sig:
         print(f" (datatrove's signature on the same texts: {sig['datatrove']['mb_per_cpu_s']:.2f} MB per CPU-second)", end="")
     print()
+    costs = results["step_costs"]
+    print(f"CPU seconds per input MB of each per-document step (1 process, {costs['mb']} MB of the synthetic input): "
+          + ", ".join(f"{name} {value:.3f}" for name, value in costs["cpu_seconds_per_mb"].items())
+          + f"; sum {costs['sum_cpu_seconds_per_mb']:.3f} (the pipeline's total is 1 / MB/cpu-s below)")
     header = (f"{'input':<10} {'system':<9} {'w':>1} {'docs':>8} {'MB':>6} {'sec':>6} {'docs/s':>7} {'MB/s':>5} "
               f"{'MB/cpu-s':>8} {'vs dt':>5} {'cpu vs':>6} {'RSS MB':>6} {'recall':>6} {'prec':>6} {'other':>5}")
     print("\n" + header + "\n" + "-" * len(header))

@@ -230,6 +230,26 @@ def load_megatron_checkpoint_into(model, ckpt_dir: str | Path) -> None:
         model.load_state_dict(extra, strict=False)
 
 
+def _whole_fc1(sharded: dict, num_layers: int) -> dict:
+    """A TP=1 state dict with each fused fc1 saved as one tensor instead of its two factory halves.
+
+    The stored global tensor is the same ([gate; up] rows, same key), so every TP layout loads
+    it through its own factory; but Megatron's writer clones tensors that are views (the halves),
+    which would hold a second copy of all MLP input weights during the save.
+    """
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+
+    out = {}
+    for name, value in sharded.items():
+        if isinstance(value, ShardedTensorFactory) and name.endswith("mlp.linear_fc1.weight"):
+            layer = int(name.split(".")[2])
+            value = ShardedTensor.from_rank_offsets(
+                value.key, value.data, (0, layer, num_layers), replica_id=value.replica_id, prepend_axis_num=1
+            )
+        out[name] = value
+    return out
+
+
 def stored_vocab_rows(ckpt_dir: str | Path) -> int:
     """Rows of the embedding as stored in the dist checkpoint (its own padding, any TP)."""
     from torch.distributed.checkpoint import FileSystemReader
@@ -267,7 +287,7 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
             perform_initialization=False,
         )
         load_hf_into_megatron(model, hf, shape)
-        dist_checkpointing.save(model.sharded_state_dict(), str(tmp))
+        dist_checkpointing.save(_whole_fc1(model.sharded_state_dict(), shape.num_hidden_layers), str(tmp))
         del model
         write_model_metadata(
             tmp,
@@ -458,7 +478,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     ratio = result["peak_rss_bytes"] / max(result["model_bytes"], 1)
     print(
         f"{prog}: wrote {args.output} in {result['seconds']:.1f} s; "
-        f"peak RSS {result['peak_rss_bytes'] / 2**30:.2f} GiB = {ratio:.2f}x the model's "
+        f"peak RSS {result['peak_rss_bytes'] / 2**30:.3f} GiB = {ratio:.2f}x the model's "
         f"{result['model_bytes'] / 2**30:.2f} GiB"
     )
     return 0

@@ -224,7 +224,17 @@ def copy_tokenizer_files(tokenizer_dir: Path, out_dir: Path) -> list[str]:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports KiB)."""
+    """This process's peak resident set size.
+
+    Linux's VmHWM (per address space) when available: `getrusage` would also count the parent's
+    resident set inherited at fork, which is wrong for a command started by a large process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(
         f"{prog}: {report['old_vocab_size']:,} -> {report['vocab_size']:,} rows "
         f"({report['new_rows']:,} new, {report['init']}) in {report['seconds']:.1f} s; wrote {args.output}; "
-        f"peak RSS {report['peak_rss_bytes'] / 2**30:.2f} GiB = {ratio:.2f}x the model's {report['model_bytes'] / 2**30:.2f} GiB"
+        f"peak RSS {report['peak_rss_bytes'] / 2**30:.3f} GiB = {ratio:.2f}x the model's {report['model_bytes'] / 2**30:.2f} GiB"
     )
     return 0
 

@@ -164,6 +164,15 @@ def print_summary(prog: str, out: Path, seconds: float) -> None:
     if report_path.is_file():
         report = json.loads(report_path.read_text())
         print(f"  tokenizer/   {summarize_tokenizer(report)}")
+    metrics_path = out / "pretrain" / "metrics.jsonl"
+    if metrics_path.is_file():
+        records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        losses = [r["loss"] for r in records if "loss" in r]
+        if losses:
+            print(f"  pretrain/    {len(losses)} steps, training loss {losses[0]:.3f} → {losses[-1]:.3f}")
+    for name in ("final", "eval"):
+        if (out / name).is_dir() and name == "final":
+            print(f"  final/       Hugging Face model + tokenizer, ready for SFT (evaluation/SFT.md)")
     eval_md = out / "eval" / "eval.md"
     if eval_md.is_file():
         print(f"  eval/        {eval_md} (eval.json, plots)")
@@ -171,10 +180,9 @@ def print_summary(prog: str, out: Path, seconds: float) -> None:
 
 
 def summarize_tokenizer(report: dict) -> str:
-    sizes = report.get("vocab", {})
-    korean = report.get("korean", {})
-    before, after = korean.get("tokens_per_char_before"), korean.get("tokens_per_char_after")
-    text = f"{sizes.get('base', '?')} → {sizes.get('merged', '?')} pieces"
-    if before and after:
-        text += f"; Korean tokens/char {before:.2f} → {after:.2f}"
+    sizes = report["vocab"]
+    text = f"{sizes['base_pieces']:,} → {sizes['merged_pieces']:,} pieces"
+    for name, figures in report.get("korean", {}).items():
+        before, after = figures["base"]["tokens_per_char"], figures["merged"]["tokens_per_char"]
+        text += f"; Korean tokens/char {before:.2f} → {after:.2f} on {Path(name).name}"
     return text

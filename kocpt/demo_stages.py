@@ -12,7 +12,9 @@ def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: i
     """A tiny Llama-2-shaped HF model (random weights) from the config's `model:` section."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the demo prints one line per stage
     shape = {key: value for key, value in model_section.items() if key != "base_vocab_size"}
     config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, **shape)
     torch.manual_seed(seed)
