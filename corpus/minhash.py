@@ -127,19 +127,28 @@ class MinHasher:
         doc_ends = np.cumsum(counts[docs])
         # Cut the shingle array at document boundaries into chunks of about `chunk` shingles.
         cuts = np.unique(np.searchsorted(doc_ends, np.arange(self._chunk, doc_ends[-1], self._chunk), side="right"))
-        first_doc = 0
+        bounds, first_doc = [], 0
         for last_doc in [*cuts.tolist(), docs.size]:
-            if last_doc <= first_doc:
-                last_doc = first_doc + 1
-            lo = doc_ends[first_doc - 1] if first_doc else 0
-            hi = doc_ends[last_doc - 1]
-            offsets = np.concatenate(([0], doc_ends[first_doc : last_doc - 1] - lo))
-            with np.errstate(over="ignore"):
-                permuted = (self._a[:, None] * hashes[None, lo:hi] + self._b[:, None]) >> np.uint64(32)
-            out[docs[first_doc:last_doc]] = np.minimum.reduceat(permuted, offsets, axis=1).T
+            last_doc = max(last_doc, first_doc + 1)
+            bounds.append((first_doc, last_doc))
             first_doc = last_doc
             if first_doc >= docs.size:
                 break
+        starts = np.concatenate(([0], doc_ends))
+        widest = max(int(starts[last] - starts[first]) for first, last in bounds)
+        # One scratch buffer for every chunk: the permutation runs in place (a*h, +b, >>32)
+        # instead of allocating three [num_perm, chunk] temporaries per chunk.
+        scratch = np.empty((self.config.num_perm, widest), dtype=np.uint64)
+        a, b, shift = self._a[:, None], self._b[:, None], np.uint64(32)
+        for first_doc, last_doc in bounds:
+            lo, hi = starts[first_doc], starts[last_doc]
+            offsets = starts[first_doc:last_doc] - lo
+            permuted = scratch[:, : hi - lo]
+            with np.errstate(over="ignore"):
+                np.multiply(a, hashes[None, lo:hi], out=permuted)
+                permuted += b
+                permuted >>= shift
+            out[docs[first_doc:last_doc]] = np.minimum.reduceat(permuted, offsets, axis=1).T
         return out
 
 

@@ -170,11 +170,10 @@ def _bucket_candidates(item, all_pairs_below: int = 16):
     ids = np.array([doc_id for _, batch_ids in batches for doc_id in batch_ids], dtype=object)
     order = np.argsort(hashes, kind="stable")
     hashes, ids = hashes[order], ids[order]
-    boundaries = np.flatnonzero(np.diff(hashes)) + 1
-    for run in np.split(np.arange(hashes.size), boundaries):
-        if run.size < 2:
-            continue
-        members = sorted(ids[run])
+    edges = np.concatenate(([0], np.flatnonzero(np.diff(hashes)) + 1, [hashes.size]))
+    # Only runs of two or more equal hashes are buckets with candidates: visit just those.
+    for start in np.flatnonzero(np.diff(edges) >= 2):
+        members = sorted(ids[edges[start] : edges[start + 1]])
         if len(members) <= all_pairs_below:
             for i, a in enumerate(members):
                 for b in members[i + 1 :]:

@@ -39,6 +39,13 @@ def pipeline_options(beam_args: list[str], default_workers: int | None = None) -
     return options
 
 
+def parallelism_hint(options: PipelineOptions) -> int:
+    """How many workers will share the job: the local worker count, or the cluster's maximum."""
+    if is_local(options):
+        return options.view_as(DirectOptions).direct_num_workers or 1
+    return options.get_all_options().get("max_num_workers") or 16
+
+
 def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner == "FnApiRunner"
 

@@ -92,6 +92,12 @@ run_and_wait() {  # run "$@" in the background; wait through trapped signals; re
     return "$rc"
 }
 
+check_config() {  # world size, overrides: one clear line and exit 2 before any process starts
+    local world="$1"
+    shift
+    "$PYTHON" "$REPO/pretrain/train.py" "$CONFIG" "$@" --check --world-size "$world" >/dev/null || exit 2
+}
+
 if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     NNODES="${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}"
     HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
@@ -102,6 +108,7 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     NPROC_PER_NODE="${NPROC_PER_NODE:-${GPUS:-8}}"
     CPUS="${SLURM_CPUS_ON_NODE:-$(nproc)}"
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( CPUS / NPROC_PER_NODE > 0 ? CPUS / NPROC_PER_NODE : 1 ))}"
+    check_config "$(( NNODES * NPROC_PER_NODE ))" "$@"
     echo "launch.sh: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $NNODES node(s) [$SLURM_JOB_NODELIST]," \
          "$NPROC_PER_NODE proc/node, rendezvous $MASTER_ADDR:$MASTER_PORT, config $CONFIG"
     run_and_wait srun --nodes="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=1 \
@@ -113,6 +120,7 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
 else
     NPROC_PER_NODE="${NPROC_PER_NODE:-2}"
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / NPROC_PER_NODE > 0 ? $(nproc) / NPROC_PER_NODE : 1 ))}"
+    check_config "$NPROC_PER_NODE" "$@"
     echo "launch.sh: no SLURM job: running $NPROC_PER_NODE process(es) on this machine, config $CONFIG"
     run_and_wait "${TORCHRUN[@]}" --standalone --nnodes=1 --nproc_per_node="$NPROC_PER_NODE" \
         "$REPO/pretrain/train.py" "$CONFIG" "$@" && rc=0 || rc=$?
