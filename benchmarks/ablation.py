@@ -130,10 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ablation.json")
     parser.add_argument("--base-tokenizer", type=Path, default=SHARED / "llama2-tokenizer" / "tokenizer.model")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny step counts")
+    parser.add_argument("--en-steps", type=int, help=f"English pretraining steps (default {Settings.en_steps})")
+    parser.add_argument("--ko-steps", type=int, help=f"Korean steps per variant (default {Settings.ko_steps})")
+    parser.add_argument("--eval-docs", type=int, help=f"held-out documents per language (default {Settings.eval_docs})")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.quick:
         settings = Settings(en_steps=20, ko_steps=12, eval_docs=20, evals=2, ko_vocab=2000)
+    for name in ("en_steps", "ko_steps", "eval_docs"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name))
     torch.manual_seed(settings.seed)
     torch.set_num_threads(2)
     work = args.work_dir

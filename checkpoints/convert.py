@@ -346,6 +346,17 @@ def hf_config_for(meta: ModelMetadata) -> dict:
     return config
 
 
+def resolve_latest(ckpt_dir: Path) -> Path:
+    """A training run's directory stands for its newest complete checkpoint (its `latest` pointer)."""
+    pointer = ckpt_dir / "latest"
+    if pointer.is_file() and not (ckpt_dir / "metadata.json").is_file():
+        target = ckpt_dir / pointer.read_text().strip()
+        if not target.is_dir():
+            raise BadInput(f"{pointer}: points at {target.name}, which does not exist")
+        return target
+    return ckpt_dir
+
+
 def megatron_to_hf(
     ckpt_dir: str | Path,
     out_dir: str | Path,
@@ -359,7 +370,7 @@ def megatron_to_hf(
     from pretrain.model import build_gpt_model
 
     started = time.perf_counter()
-    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir = resolve_latest(Path(ckpt_dir))
     meta = read_model_metadata(ckpt_dir)
     shape = meta.shape
     if tokenizer_dir is not None:
@@ -435,7 +446,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "checkpoint (torch_dist; loads at any TP/PP layout).",
     )
     parser.add_argument("--to", required=True, choices=["megatron", "hf"], help="target format")
-    parser.add_argument("--input", required=True, type=Path, help="HF_DIR (--to megatron) or MEGATRON_DIR (--to hf)")
+    parser.add_argument("--input", required=True, type=Path, help="HF_DIR (--to megatron), or MEGATRON_DIR (--to hf): a checkpoint, or a training run directory (its latest checkpoint)")
     parser.add_argument("--output", required=True, type=Path, help="directory to create")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory to ship beside the HF model (--to hf)")
     parser.add_argument(

@@ -108,15 +108,9 @@ def demo_stages(out: Path, config_path: Path, config: dict, base_tokenizer: Path
                             logs, {"KOCPT_PYTHON": python}),
         settings={"pretrain": config.get("pretrain"), "model": model_section}, after=["convert", "tokenize"],
     )
-    def latest_checkpoint() -> Path:
-        pointer = out / "pretrain" / "latest"
-        if not pointer.is_file():
-            raise DemoError(f"{pointer}: pretraining left no latest checkpoint")
-        return out / "pretrain" / pointer.read_text().strip()
-
     export = Stage(
         "export", out / "final",
-        lambda: run("export", "-m", "checkpoints.convert", "--to", "hf", "--input", latest_checkpoint(),
+        lambda: run("export", "-m", "checkpoints.convert", "--to", "hf", "--input", out / "pretrain",
                     "--output", out / "final", "--tokenizer", out / "tokenizer"),
         after=["pretrain"],
     )
