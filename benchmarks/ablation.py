@@ -104,7 +104,7 @@ def train(model, batches, steps: int, lr: float, trainable=None, on_step=None):
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if on_step:
-            on_step(step, float(loss))
+            on_step(step, loss.item())
 
 
 def _lm_loss(model, batch):
