@@ -63,10 +63,6 @@ def _count(pattern: re.Pattern, text: str) -> int:
     return len(pattern.findall(text))
 
 
-def is_hangul(char: str) -> bool:
-    return _HANGUL_CHARS.fullmatch(char) is not None
-
-
 def syllable_count(text: str) -> int:
     """Complete Hangul syllables (가..힣), as opposed to bare jamo such as ㅋ or ㅠ."""
     return _count(_SYLLABLES, text)

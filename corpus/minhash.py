@@ -17,7 +17,7 @@ the low midpoint. See `lsh_probability`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,16 +63,6 @@ def _mix64(values: np.ndarray) -> np.ndarray:
         values = values ^ (values >> np.uint64(27))
         values = values * np.uint64(0x94D049BB133111EB)
         return values ^ (values >> np.uint64(31))
-
-
-def shingle_hashes(text: str, ngram: int) -> np.ndarray:
-    """64-bit hashes of the character n-grams of `canonical_text(text)` (one per position).
-
-    A text shorter than `ngram` is one shingle; an empty text has none. Repeated n-grams repeat
-    here too: a minimum does not care.
-    """
-    hashes, counts = _batch_shingle_hashes([text], ngram)
-    return hashes
 
 
 def _batch_shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,30 +142,43 @@ class MinHasher:
         return out
 
 
-def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[tuple[int, bytes]]:
-    """One LSH bucket key per band: (band index, the band's signature bytes)."""
-    return [(band, signature[band * rows : (band + 1) * rows].tobytes()) for band in range(bands)]
+def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """uint64 [docs, bands]: a 64-bit hash (FNV-1a) of each band's `rows` signature values.
+
+    Two documents share an LSH bucket in a band exactly when these are equal (up to 2^-64).
+    """
+    result = np.full((signatures.shape[0], bands), np.uint64(0xCBF29CE484222325), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for row in range(rows):
+            column = signatures[:, row::rows][:, :bands].astype(np.uint64)  # value `row` of every band
+            result = (result ^ column) * np.uint64(0x100000001B3)
+    return result
+
+
+def candidate_pairs(hashes: np.ndarray, ids: Sequence[str], all_pairs_below: int = 16) -> Iterator[tuple[str, str]]:
+    """Documents with equal band hashes → candidate pairs (smaller id, larger id).
+
+    A bucket of up to `all_pairs_below` documents gives every pair, so a chain inside one bucket
+    is not missed; a huge bucket gives a star from its smallest id, which keeps it linear.
+    """
+    order = np.argsort(hashes, kind="stable")
+    hashes, ids = hashes[order], np.asarray(ids, dtype=object)[order]
+    edges = np.concatenate(([0], np.flatnonzero(np.diff(hashes)) + 1, [hashes.size]))
+    # Only runs of two or more equal hashes are buckets with candidates: visit just those.
+    for start in np.flatnonzero(np.diff(edges) >= 2):
+        members = sorted(ids[edges[start] : edges[start + 1]])
+        if len(members) <= all_pairs_below:
+            for i, a in enumerate(members):
+                for b in members[i + 1 :]:
+                    yield (a, b)
+        else:
+            for b in members[1:]:
+                yield (members[0], b)
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of equal signature values: an unbiased estimate of the Jaccard similarity."""
     return float(np.mean(a == b))
-
-
-def bucket_edges(members: Sequence[tuple[str, np.ndarray]], threshold: float) -> list[tuple[str, str]]:
-    """Verified duplicate pairs among the documents of one LSH bucket, as (smaller id, larger id).
-
-    Every pair is compared (vectorized) so that a chain inside one bucket is not missed.
-    """
-    if len(members) < 2:
-        return []
-    members = sorted(members, key=lambda item: item[0])
-    ids = [doc_id for doc_id, _ in members]
-    sigs = np.stack([sig for _, sig in members])
-    edges = []
-    for i in range(len(ids) - 1):
-        agreement = (sigs[i + 1 :] == sigs[i]).mean(axis=1)
-        edges.extend((ids[i], ids[i + 1 + j]) for j in np.flatnonzero(agreement >= threshold))
-    return edges
 
 
 def connected_components(edges: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -20,7 +20,14 @@ from apache_beam.metrics import Metrics
 
 from corpus.clean import clean_document, text_key
 from corpus.filters import QualityConfig
-from corpus.minhash import MinHashConfig, MinHasher, connected_components
+from corpus.minhash import (
+    MinHashConfig,
+    MinHasher,
+    band_hashes,
+    candidate_pairs,
+    connected_components,
+    estimated_jaccard,
+)
 from corpus.records import BadFile, ReadOptions, read_input
 from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
 
@@ -143,44 +150,22 @@ class SignBatchFn(beam.DoFn):
         signatures = self.hasher.signatures([doc["text"] for doc in batch])
         for doc_id, signature in zip(ids, signatures):
             yield beam.pvalue.TaggedOutput(self.SIGNATURES, (doc_id, signature.tobytes()))
-        rows = self.config.rows
         id_array = np.array(ids, dtype=object)
+        all_bands = band_hashes(signatures, self.config.bands, self.config.rows)
         for band in range(self.config.bands):
-            block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
-            hashes = _band_hash(block)
+            hashes = all_bands[:, band]
             part = (hashes >> np.uint64(40)) % np.uint64(self.partitions)
             for partition in np.unique(part):
                 chosen = part == partition
                 yield ((band, int(partition)), (hashes[chosen].tobytes(), id_array[chosen].tolist()))
 
 
-def _band_hash(block: np.ndarray) -> np.ndarray:
-    """64-bit hash of each row of a [docs, rows] uint32 block (FNV-1a over the row's values)."""
-    result = np.full(block.shape[0], np.uint64(0xCBF29CE484222325), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column in block.T.astype(np.uint64):
-            result = (result ^ column) * np.uint64(0x100000001B3)
-    return result
-
-
-def _bucket_candidates(item, all_pairs_below: int = 16):
-    """Documents whose band hash is equal → candidate pairs (smaller id, larger id)."""
+def _bucket_candidates(item):
+    """All documents of one (band, partition) → candidate pairs (smaller id, larger id)."""
     _, batches = item
     hashes = np.concatenate([np.frombuffer(h, dtype=np.uint64) for h, _ in batches])
-    ids = np.array([doc_id for _, batch_ids in batches for doc_id in batch_ids], dtype=object)
-    order = np.argsort(hashes, kind="stable")
-    hashes, ids = hashes[order], ids[order]
-    edges = np.concatenate(([0], np.flatnonzero(np.diff(hashes)) + 1, [hashes.size]))
-    # Only runs of two or more equal hashes are buckets with candidates: visit just those.
-    for start in np.flatnonzero(np.diff(edges) >= 2):
-        members = sorted(ids[edges[start] : edges[start + 1]])
-        if len(members) <= all_pairs_below:
-            for i, a in enumerate(members):
-                for b in members[i + 1 :]:
-                    yield (a, b)
-        else:  # a huge bucket: a star from the smallest id keeps it linear
-            for b in members[1:]:
-                yield (members[0], b)
+    ids = [doc_id for _, batch_ids in batches for doc_id in batch_ids]
+    yield from candidate_pairs(hashes, ids)
 
 
 def _attach_signature(item):
@@ -205,8 +190,7 @@ class _VerifyFn(beam.DoFn):
             return
         mine = np.frombuffer(signatures[0], dtype=np.uint32)
         for other_id, other_signature in grouped["pending"]:
-            agreement = float(np.mean(mine == np.frombuffer(other_signature, dtype=np.uint32)))
-            if agreement >= self.threshold:
+            if estimated_jaccard(mine, np.frombuffer(other_signature, dtype=np.uint32)) >= self.threshold:
                 yield (other_id, doc_id)
 
 
