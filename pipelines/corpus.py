@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if steps.BAD_FILE_MARKER in message:
             line = message.split(steps.BAD_FILE_MARKER, 1)[1].splitlines()[0].strip().rstrip("'\"")
             print(f"{prog}: error: {line} (use --skip-bad-files to record it in rejected/ and go on)", file=sys.stderr)
+            if log_path and os.path.exists(log_path):
+                os.remove(log_path)  # the one line says it all
             return 1
         if log_path:
             print(f"{prog}: the Beam job failed; its workers' log is {log_path}", file=sys.stderr)
@@ -251,8 +253,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     finally:
         if staging and os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
-        if log_path and os.path.exists(log_path) and not sys.exc_info()[0]:
-            os.remove(log_path)
     stats = json.loads(open(os.path.join(output, "stats.json"), encoding="utf-8").read()) if is_local(options) or os.path.isdir(output) else {}
     _print_summary(prog, output, stats, time.time() - started)
     return 0
