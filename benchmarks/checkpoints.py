@@ -34,8 +34,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from checkpoints.hf_io import HFCheckpoint, write_safetensors_shards  # noqa: E402
+from checkpoints.hf_io import write_safetensors_shards  # noqa: E402
 from checkpoints.resize import ResizeConfig, resize  # noqa: E402
+from mcore_llama.hf_checkpoint import HFCheckpoint  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 LLAMA2_TOKENIZER = DATA / "llama2-tokenizer" / "tokenizer.model"

@@ -27,15 +27,10 @@ from pathlib import Path
 
 import torch
 
-from checkpoints.errors import BadInput
-from checkpoints.hf_io import (
-    HFCheckpoint,
-    atomic_output_dir,
-    copy_tokenizer_files,
-    peak_rss_bytes,
-    write_safetensors_shards,
-)
+from checkpoints.hf_io import atomic_output_dir, copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
+from mcore_llama.hf_checkpoint import HFCheckpoint
+from stagekit.errors import BadInput
 
 EMBED = "model.embed_tokens.weight"
 LM_HEAD = "lm_head.weight"

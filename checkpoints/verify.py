@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from checkpoints.errors import BadInput
+from stagekit.errors import BadInput
 
 
 def init_distributed() -> None:
@@ -45,7 +45,7 @@ def megatron_forward(model, tokens: torch.Tensor, labels: torch.Tensor | None = 
     import torch.distributed as dist
     from megatron.core import parallel_state
 
-    from pretrain.model import causal_attention_mask
+    from mcore_llama.build import causal_attention_mask
 
     b, s = tokens.shape
     position_ids = torch.arange(s).unsqueeze(0).expand(b, s)
@@ -66,17 +66,16 @@ def megatron_outputs(hf_dir: Path, megatron_dir: Path | None, tp: int, pp: int, 
     """Build the model at TP×PP, load it, return {'logits', 'loss'} on the reporting rank."""
     from megatron.core import parallel_state
 
-    from checkpoints.convert import load_hf_into_megatron, load_megatron_checkpoint_into
-    from checkpoints.mapping import parameter_table
-    from checkpoints.metadata import read_model_metadata
-    from checkpoints.vocab_padding import mask_padded_vocab
-    from pretrain.cpu_compat import apply_cpu_shim, cpu_rng_seed
-    from pretrain.model import LlamaShape, build_gpt_model
+    from mcore_llama.build import build_gpt_model
+    from mcore_llama.mapping import parameter_table
+    from mcore_llama.run_dir import read_model_metadata
+    from mcore_llama.runtime import init_model_parallel
+    from mcore_llama.shape import LlamaShape
+    from mcore_llama.vocab_padding import mask_padded_vocab
+    from mcore_llama.weights import load_hf_into_megatron, load_megatron_checkpoint_into
 
-    apply_cpu_shim()
-    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    init_model_parallel(tp, pp, seed=1234)
     try:
-        cpu_rng_seed(1234)
         if megatron_dir is not None:
             meta = read_model_metadata(megatron_dir)
             shape, dtype = meta.shape, meta.dtype
@@ -132,7 +131,7 @@ def compare(hf_dir: Path, megatron_dir: Path | None, layouts: list[tuple[int, in
     """Run every layout; on global rank 0 return one report per layout (None elsewhere)."""
     import torch.distributed as dist
 
-    from pretrain.model import LlamaShape
+    from mcore_llama.shape import LlamaShape
 
     init_distributed()
     shape = LlamaShape.from_hf_dir(hf_dir)

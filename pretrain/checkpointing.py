@@ -2,7 +2,7 @@
 
 Layout of a run directory:
 
-    RUN/kocpt_model.json        architecture + padded vocabulary (checkpoints/metadata.py), so
+    RUN/kocpt_model.json        architecture + padded vocabulary (mcore_llama/run_dir.py), so
                                 `kocpt checkpoints convert --to hf RUN/iter_0000100` works
     RUN/iter_0000100/           one complete torch_dist checkpoint (model, optimizer, scheduler,
                                 training state: step, consumed samples, stage; RNG per rank)
@@ -23,35 +23,13 @@ from pathlib import Path
 
 import torch
 
-LATEST = "latest"
+from mcore_llama.run_dir import LATEST, latest_checkpoint
+
 PARTIAL_SUFFIX = ".partial"
 
 
 def iteration_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / f"iter_{step:07d}"
-
-
-def read_latest(run_dir: str | Path) -> Path | None:
-    """The checkpoint `latest` names, or None. A dangling pointer is an error, not a fresh start."""
-    pointer = Path(run_dir) / LATEST
-    if not pointer.is_file():
-        return None
-    name = pointer.read_text().strip()
-    path = Path(run_dir) / name
-    if not (path / "metadata.json").is_file():
-        raise FileNotFoundError(f"{pointer} names {name}, which is not a complete checkpoint")
-    return path
-
-
-def resolve_load_path(path: str | Path) -> Path:
-    """A run directory (-> its latest) or one iteration directory."""
-    path = Path(path)
-    if (path / "metadata.json").is_file():
-        return path
-    latest = read_latest(path)
-    if latest is None:
-        raise FileNotFoundError(f"{path}: neither a checkpoint nor a run directory with a `latest` pointer")
-    return latest
 
 
 def _write_latest(run_dir: Path, name: str) -> None:
@@ -70,7 +48,7 @@ def remove_partial(run_dir: str | Path) -> None:
 def prune(run_dir: str | Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` complete checkpoints (never the one `latest` names)."""
     run_dir = Path(run_dir)
-    latest = read_latest(run_dir)
+    latest = latest_checkpoint(run_dir)
     complete = sorted(p for p in run_dir.glob("iter_???????") if (p / "metadata.json").is_file())
     for old in complete[:-keep_last]:
         if latest is None or old.resolve() != latest.resolve():

@@ -8,7 +8,7 @@ as in Megatron's reports). Embedding lookups cost nothing; the LM head is a matm
 
 from __future__ import annotations
 
-from pretrain.model import LlamaShape
+from mcore_llama.shape import LlamaShape
 
 
 def parameter_counts(shape: LlamaShape, vocab_rows: int | None = None) -> dict[str, int]:

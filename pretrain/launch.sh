@@ -10,7 +10,8 @@
 # SBATCH_OUTPUT, SBATCH_JOB_NAME, SBATCH_ACCOUNT, ...). The launcher itself reads:
 #   NPROC_PER_NODE   processes per node (default: GPUs on the node, 8 on A100 nodes; 2 locally)
 #   MASTER_PORT      c10d rendezvous port on the first node (default 29500)
-#   KOCPT_PYTHON     the Python with kocpt installed (default: REPO/.venv/bin/python)
+#   KOCPT_PYTHON     the Python with kocpt installed (default: REPO/.venv/bin/python if it exists,
+#                    else python3 on PATH: the activated environment, which sbatch propagates)
 #   KOCPT_REPO       the repository (default: the submit directory, else this script's parent)
 #   KOCPT_STOP_FILE  file the trainer polls for "checkpoint and exit" (default under the submit dir)
 #   OMP_NUM_THREADS  threads per process (default: CPUs of the allocation / processes per node)
@@ -53,7 +54,19 @@ if [[ ! -f "$REPO/pretrain/train.py" ]]; then
     echo "launch.sh: error: cannot find pretrain/train.py under $REPO (set KOCPT_REPO)" >&2
     exit 2
 fi
-PYTHON="${KOCPT_PYTHON:-$REPO/.venv/bin/python}"
+if [[ -n "${KOCPT_PYTHON:-}" ]]; then
+    PYTHON="$KOCPT_PYTHON"
+elif [[ -x "$REPO/.venv/bin/python" ]]; then
+    PYTHON="$REPO/.venv/bin/python"
+else
+    PYTHON="$(command -v python3 || true)"
+fi
+# Before any process starts: this Python must import the project, torch and Megatron-Core.
+if [[ -z "$PYTHON" ]] || ! (cd "$REPO" && "$PYTHON" -c "import mcore_llama, pretrain.train, torch, megatron.core") >/dev/null 2>&1; then
+    echo "launch.sh: error: ${PYTHON:-python3 (not on PATH)} cannot import kocpt, torch and megatron.core;" \
+         "activate the environment where kocpt is installed, or set KOCPT_PYTHON=/path/to/python" >&2
+    exit 2
+fi
 TORCHRUN=("$PYTHON" -m torch.distributed.run)
 if [[ ! -f "$CONFIG" ]]; then
     echo "launch.sh: error: $CONFIG: no such config file" >&2

@@ -27,7 +27,7 @@ import yaml
 
 from pretrain.config import ConfigError, RunConfig, init_source, load_config, resolve_stages
 from pretrain.flops import flops_per_token, parameter_counts
-from pretrain.model import LlamaShape, padded_vocab_size
+from mcore_llama.shape import LlamaShape, padded_vocab_size
 
 GIB = 1024**3
 META_LLAMA2_7B_TOKENS_PER_GPU_S = 2.0e12 / (184_320 * 3600)  # 3,014: Llama-2 paper, table 2
@@ -56,8 +56,7 @@ def model_shape(run: RunConfig) -> LlamaShape:
     kind, path = init_source(run.pretrain)
     if kind == "hf" and path and (Path(path) / "config.json").is_file():
         return LlamaShape.from_hf_dir(path)
-    section = run.model
-    vocab = section.vocab_size
+    vocab = run.model.vocab_size
     if vocab is None:
         try:
             from pretrain.token_encoder import TokenEncoder
@@ -65,17 +64,10 @@ def model_shape(run: RunConfig) -> LlamaShape:
             vocab = TokenEncoder.load(run.pretrain.tokenizer).vocab_size
         except ValueError:
             raise ConfigError("model.vocab_size: needed when the tokenizer is not on this machine") from None
-    return LlamaShape(
-        vocab_size=vocab,
-        hidden_size=section.hidden_size,
-        intermediate_size=section.intermediate_size,
-        num_hidden_layers=section.num_hidden_layers,
-        num_attention_heads=section.num_attention_heads,
-        num_key_value_heads=section.num_key_value_heads or section.num_attention_heads,
-        max_position_embeddings=section.max_position_embeddings,
-        rope_theta=section.rope_theta,
-        rms_norm_eps=section.rms_norm_eps,
-    )
+    try:
+        return LlamaShape.from_model_section(run.model, vocab)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
 
 
 def activation_bytes_per_layer(shape: LlamaShape, seq: int, micro_batch: int, tp: int,

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-DEMO_CORPUS = REPO / "tests" / "data" / "demo_corpus"
-LLAMA2_TOKENIZER = SHARED_DATA / "llama2-tokenizer" / "tokenizer.model"
+from stagekit.paths import DEMO_CORPUS, LLAMA2_TOKENIZER, REPO, SHARED_DATA  # noqa: F401  (shared test paths)
 
 
 @pytest.fixture(scope="session")

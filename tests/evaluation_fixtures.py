@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import LLAMA2_TOKENIZER, SHARED_DATA
-from tests.tiny_llama import tiny_llama_config
-
-HELDOUT_KO = SHARED_DATA / "ko-heldout" / "korean-english-park.test.ko"
-HELDOUT_EN = SHARED_DATA / "en" / "korean-english-park.test.en"
-KO_EVAL = SHARED_DATA / "ko-eval"
+from checkpoints.tiny_llama import tiny_llama_config
+from stagekit.paths import EN_HELDOUT, KO_EVAL, KO_HELDOUT, LLAMA2_TOKENIZER, SHARED_DATA  # noqa: F401
 
 # No hub access anywhere in these tests (set before transformers/datasets/lm-eval are imported).
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):

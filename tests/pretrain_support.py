@@ -11,10 +11,7 @@ from pathlib import Path
 
 import zstandard
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LLAMA2_TOKENIZER = SHARED_DATA / "llama2-tokenizer" / "tokenizer.model"
-KO_TRAIN = SHARED_DATA / "ko-train"
-REPO = Path(__file__).resolve().parents[1]
+from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER, REPO, SHARED_DATA  # noqa: F401  (re-exported for the tests)
 
 
 def korean_lines(limit: int, source: str = "nsmc_raw_reviews.txt", skip: int = 0) -> list[str]:

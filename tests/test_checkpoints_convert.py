@@ -21,10 +21,10 @@ from safetensors import safe_open
 from sentencepiece import sentencepiece_model_pb2 as pb
 
 from checkpoints.convert import main
-from checkpoints.mapping import Param, RowBlock, parameter_table
-from tests.tiny_llama import tiny_llama_config, write_tiny_llama
+from mcore_llama.mapping import Param, RowBlock, parameter_table
+from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
+from stagekit.paths import LLAMA2_TOKENIZER, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 TOLERANCE = 1e-4
 
@@ -51,13 +51,13 @@ def models(tmp_path_factory):
     tokenizer.mkdir()
     # Llama-2's tokenizer cut to the tiny model's 1,100 pieces (a valid SentencePiece BPE model).
     proto = pb.ModelProto()
-    proto.ParseFromString((REPO.parent / "shared" / "data" / "llama2-tokenizer" / "tokenizer.model").read_bytes())
+    proto.ParseFromString((LLAMA2_TOKENIZER).read_bytes())
     del proto.pieces[1100:]
     (tokenizer / "tokenizer.model").write_bytes(proto.SerializeToString())
     (tokenizer / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
     big = root / "tokenizer-32k"
     big.mkdir()
-    shutil.copy(REPO.parent / "shared" / "data" / "llama2-tokenizer" / "tokenizer.model", big / "tokenizer.model")
+    shutil.copy(LLAMA2_TOKENIZER, big / "tokenizer.model")
     out["root"], out["tokenizer"], out["tokenizer_32k"] = root, tokenizer, big
     return out
 
@@ -140,7 +140,7 @@ def qkv_not_grouped(shape, padded=None):
 
 def _wrong_mapping_worker(hf_dir: str, megatron_dir: str, queue) -> None:
     import checkpoints.verify as verify_module
-    from checkpoints.convert import load_megatron_checkpoint_into  # noqa: F401  (imports Megatron)
+    from mcore_llama.weights import load_megatron_checkpoint_into  # noqa: F401  (imports Megatron)
 
     result = {}
     for name, table_fn in (("right", None), ("gate_up_swapped", gate_up_swapped), ("qkv_not_grouped", qkv_not_grouped)):
@@ -152,8 +152,9 @@ def _wrong_mapping_worker(hf_dir: str, megatron_dir: str, queue) -> None:
     (evil / "common.pt").write_bytes(pickle.dumps(_Evil(str(marker))))
     from megatron.core import parallel_state
 
-    from pretrain.cpu_compat import apply_cpu_shim
-    from pretrain.model import LlamaShape, build_gpt_model
+    from mcore_llama.build import build_gpt_model
+    from mcore_llama.runtime import apply_cpu_shim
+    from mcore_llama.shape import LlamaShape
 
     apply_cpu_shim()
     parallel_state.initialize_model_parallel(1, 1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from checkpoints.convert import resolve_latest
-from checkpoints.errors import BadInput
+from mcore_llama.run_dir import resolve_checkpoint as resolve_latest
+from stagekit.errors import BadInput
 
 
 def test_run_directory_resolves_to_its_latest_checkpoint(tmp_path):

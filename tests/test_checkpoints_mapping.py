@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 
 from checkpoints.hf_io import write_safetensors_shards
-from checkpoints.mapping import hf_tensor, megatron_rows, parameter_table, table_by_megatron_name
-from pretrain.model import LlamaShape
+from mcore_llama.mapping import hf_tensor, megatron_rows, parameter_table, table_by_megatron_name
+from mcore_llama.shape import LlamaShape
 
 GQA = LlamaShape(
     vocab_size=10, hidden_size=8, intermediate_size=6, num_hidden_layers=1,

@@ -11,12 +11,11 @@ import torch
 from safetensors import safe_open
 from sentencepiece import sentencepiece_model_pb2 as pb
 
-from checkpoints.hf_io import HFCheckpoint
 from checkpoints.resize import ResizeConfig, main, resize
-from tests.tiny_llama import tiny_llama_config, write_tiny_llama
+from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
+from mcore_llama.hf_checkpoint import HFCheckpoint
+from stagekit.paths import LLAMA2_TOKENIZER
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LLAMA2_TOKENIZER = DATA / "llama2-tokenizer" / "tokenizer.model"
 NEW_PIECES = ["▁안녕", "하세요", "▁한국어", "습니다", "▁서울", "<0xZZ>"]
 
 

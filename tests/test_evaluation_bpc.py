@@ -10,8 +10,8 @@ import torch
 from evaluation import BadInput
 from evaluation.bpc import read_documents, score_texts, sliding_windows
 from tests.evaluation_fixtures import (  # noqa: F401  (fixtures)
-    HELDOUT_EN,
-    HELDOUT_KO,
+    EN_HELDOUT,
+    KO_HELDOUT,
     context_free_llama,
     exported_model_dir,
     fast_tokenizer,
@@ -115,7 +115,7 @@ def tiny_llama2(exported_model_dir):
 @pytest.mark.slow
 def test_batched_scoring_equals_one_pass_per_document(tiny_llama2):
     model, tokenizer = tiny_llama2
-    texts = read_documents(HELDOUT_KO, 6) + read_documents(HELDOUT_EN, 6)
+    texts = read_documents(KO_HELDOUT, 6) + read_documents(EN_HELDOUT, 6)
     result = score_texts(model, tokenizer, texts, context=256, max_batch_tokens=400, progress=False)
     with torch.no_grad():
         assert result.bits == pytest.approx(_reference_bits(model, tokenizer, texts), rel=1e-5)
@@ -130,7 +130,7 @@ def test_sliding_window_is_exact_for_a_model_that_sees_one_token(exported_model_
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
     tokenizer = AutoTokenizer.from_pretrained(exported_model_dir)
-    texts = read_documents(HELDOUT_KO, 3)
+    texts = read_documents(KO_HELDOUT, 3)
     assert max(len(tokenizer(t)["input_ids"]) for t in texts) > 40  # longer than the small windows below
     full = score_texts(model, tokenizer, texts, context=256, progress=False)
     for context, stride in ((8, 4), (16, 15), (4, 1)):
@@ -142,7 +142,7 @@ def test_sliding_window_is_exact_for_a_model_that_sees_one_token(exported_model_
 def test_sliding_window_on_a_real_model_needs_context(tiny_llama2):
     """A model that uses context: short windows change the figure, but every token is still scored once."""
     model, tokenizer = tiny_llama2
-    texts = read_documents(HELDOUT_KO, 6)
+    texts = read_documents(KO_HELDOUT, 6)
     full = score_texts(model, tokenizer, texts, context=256, progress=False)
     short = score_texts(model, tokenizer, texts, context=8, stride=4, progress=False)
     assert short.tokens == full.tokens
@@ -153,9 +153,9 @@ def test_real_tokenizer_on_korean_and_english(tiny_llama2):
     """Llama-2's tokenizer spends ~2 tokens per Hangul syllable (byte fallback), ~0.25 per English character;
     a random model is near-uniform over 32,000 tokens, so bits per token is about log2(32000) = 15."""
     model, tokenizer = tiny_llama2
-    korean = score_texts(model, tokenizer, read_documents(HELDOUT_KO, 20), progress=False)
-    english = score_texts(model, tokenizer, read_documents(HELDOUT_EN, 20), progress=False)
-    assert korean.tokens == sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in read_documents(HELDOUT_KO, 20))
+    korean = score_texts(model, tokenizer, read_documents(KO_HELDOUT, 20), progress=False)
+    english = score_texts(model, tokenizer, read_documents(EN_HELDOUT, 20), progress=False)
+    assert korean.tokens == sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in read_documents(KO_HELDOUT, 20))
     assert 1.0 < korean.tokens_per_char < 3.0
     assert 0.15 < english.tokens_per_char < 0.4
     for result in (korean, english):

@@ -12,8 +12,8 @@ from evaluation.report import read_scalars
 from evaluation.run import main
 from tests.conftest import LLAMA2_TOKENIZER, REPO
 from tests.evaluation_fixtures import (  # noqa: F401  (fixtures)
-    HELDOUT_EN,
-    HELDOUT_KO,
+    EN_HELDOUT,
+    KO_HELDOUT,
     exported_model_dir,
     llama2_tokenizer_dir,
     write_exported_model,
@@ -51,7 +51,7 @@ def tokenizer_report(tmp_path_factory, llama2_tokenizer_dir):
     from tokenizer.spm_model import load_model
 
     report = build_report(llama2_tokenizer_dir, load_model(LLAMA2_TOKENIZER),
-                          EvalTexts(korean=[str(HELDOUT_KO)], english=[str(HELDOUT_EN)], code_files=0, max_lines=40),
+                          EvalTexts(korean=[str(KO_HELDOUT)], english=[str(EN_HELDOUT)], code_files=0, max_lines=40),
                           check_hf=False)
     path = tmp_path_factory.mktemp("tokreport") / "report.json"
     path.write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
@@ -73,7 +73,7 @@ def test_kocpt_eval_writes_the_report(tmp_path, exported_model_dir, tensorboard_
     rc = main(["--model", str(exported_model_dir), "--label", "trained", "--output", str(out),
                "--baseline", f"base={exported_model_dir},{LLAMA2_TOKENIZER}",
                "--tensorboard", str(tensorboard_dir), "--tokenizer-report", str(tokenizer_report),
-               "--korean", str(HELDOUT_KO), "--english", str(HELDOUT_EN), "--max-documents", "8",
+               "--korean", str(KO_HELDOUT), "--english", str(EN_HELDOUT), "--max-documents", "8",
                "--tasks", "korsts", "--limit", "4", "--prompt", "대한민국의 수도는", "--max-new-tokens", "6",
                "--no-progress"], prog="kocpt eval")
     stdout = capsys.readouterr().out
@@ -87,8 +87,8 @@ def test_kocpt_eval_writes_the_report(tmp_path, exported_model_dir, tensorboard_
     trained, base = result["models"]
     assert (trained["label"], base["label"]) == ("trained", "base")
     assert trained["vocab"] == {"tokenizer": 32000, "model_rows": 32000, "padding_rows": 0}
-    ko = trained["bpc"]["korean"][HELDOUT_KO.name]
-    assert ko["documents"] == 8 and ko["characters"] == sum(len(line) for line in HELDOUT_KO.read_text().splitlines()[:8])
+    ko = trained["bpc"]["korean"][KO_HELDOUT.name]
+    assert ko["documents"] == 8 and ko["characters"] == sum(len(line) for line in KO_HELDOUT.read_text().splitlines()[:8])
     assert 10 < ko["bits_per_char"] < 40 and ko["bits_per_byte"] < ko["bits_per_char"]
     # The base row reads the same weights through the SentencePiece file turned into an HF tokenizer
     # on the fly: the same ids, so the same figures.
@@ -103,7 +103,7 @@ def test_kocpt_eval_writes_the_report(tmp_path, exported_model_dir, tensorboard_
     training = result["training"]
     assert (training["loss_first"], training["loss_last"]) == (pytest.approx(9.5), pytest.approx(2.8))
     assert (training["val_bpc_first"], training["val_bpc_last"]) == (9.0, 7.0)
-    tok = result["tokenizer"]["korean"][HELDOUT_KO.name]
+    tok = result["tokenizer"]["korean"][KO_HELDOUT.name]
     assert tok["base"]["tokens_per_char"] == tok["merged"]["tokens_per_char"] > 1.0
     markdown = (out / "eval.md").read_text(encoding="utf-8")
     assert "| **trained** | 4,196,672 | 32,000 |" in markdown and "| **base** |" in markdown
@@ -127,7 +127,7 @@ def test_bad_input_is_one_line_and_keeps_the_previous_report(tmp_path, exported_
     out = tmp_path / "eval"
     out.mkdir()
     (out / "eval.json").write_text('{"previous": true}')
-    common = ["--output", str(out), "--korean", str(HELDOUT_KO), "--english", "--max-documents", "2",
+    common = ["--output", str(out), "--korean", str(KO_HELDOUT), "--english", "--max-documents", "2",
               "--tasks", "none", "--max-new-tokens", "0", "--no-progress"]
     assert "no config.json" in _run_bad(["--model", str(tmp_path)] + common, capsys)
     assert "model directory not found" in _run_bad(["--model", str(tmp_path / "nope")] + common, capsys)
@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_keeps_the_previous_report(tmp_path, exported_
     (small / "config.json").write_text((small / "config.json").read_text().replace('"vocab_size": 32000', '"vocab_size": 1000'))
     assert "weights do not match its config.json" in _run_bad(["--model", str(small)] + common, capsys)
     tiny_vocab = tmp_path / "tiny-vocab"
-    from tests.tiny_llama import tiny_llama_config, write_tiny_llama
+    from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
 
     write_tiny_llama(tiny_vocab, tiny_llama_config(vocab_size=1000))
     err = _run_bad(["--model", str(tiny_vocab), "--tokenizer", str(llama2_tokenizer_dir)] + common, capsys)
@@ -152,14 +152,14 @@ def test_bad_input_is_one_line_and_keeps_the_previous_report(tmp_path, exported_
 
 def test_skip_missing_names_what_it_skipped(tmp_path, exported_model_dir, capsys):
     out = tmp_path / "eval"
-    rc = main(["--model", str(exported_model_dir), "--output", str(out), "--korean", str(HELDOUT_KO),
+    rc = main(["--model", str(exported_model_dir), "--output", str(out), "--korean", str(KO_HELDOUT),
                str(tmp_path / "absent.txt"), "--english", "--max-documents", "2", "--tasks", "nsmc",
                "--task-data", f"nsmc={tmp_path / 'absent.tsv'}", "--max-new-tokens", "0", "--skip-missing",
                "--no-progress"], prog="kocpt eval")
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "eval.json").read_text())
     assert any("absent.txt" in note for note in result["notes"]) and any("task nsmc" in note for note in result["notes"])
-    assert "tasks" not in result["models"][0] and list(result["models"][0]["bpc"]["korean"]) == [HELDOUT_KO.name]
+    assert "tasks" not in result["models"][0] and list(result["models"][0]["bpc"]["korean"]) == [KO_HELDOUT.name]
 
 
 def test_demo_config_eval_section_is_valid():

@@ -211,7 +211,7 @@ def test_non_finite_loss_is_skipped_then_stops_the_run(reference, tmp_path):
 def test_hf_and_converted_checkpoint_inits_give_the_same_first_loss(reference, tmp_path):
     """init: {hf: DIR} and init: {megatron_checkpoint: convert(DIR)} start from the same weights."""
     from checkpoints.convert import hf_to_megatron
-    from tests.tiny_llama import tiny_llama_config, write_tiny_llama
+    from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
 
     config, _ = reference
     hf = write_tiny_llama(tmp_path / "hf", tiny_llama_config(vocab_size=32000, intermediate_size=172,

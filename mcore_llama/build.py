@@ -1,91 +1,18 @@
-"""Megatron-Core GPTModel with Llama-2 settings, built from a Hugging Face Llama config.
+"""How a Llama is built on Megatron-Core: its TransformerConfig, its layer spec, the GPTModel.
 
-One typed `LlamaShape` describes the architecture; `transformer_config()` turns it into Megatron's
-TransformerConfig (RMSNorm, SwiGLU, RoPE, no biases, GQA, untied embeddings) and
-`build_gpt_model()` instantiates the stage of it that this rank holds. Both the checkpoint
-converter and the training loop build models here, so they always agree on names and shapes.
+`transformer_config()` turns a `LlamaShape` into Megatron's TransformerConfig (RMSNorm, SwiGLU,
+RoPE, no biases, GQA) and `build_gpt_model()` instantiates the stage of it that this rank holds.
+The checkpoint converter, the training loop and the benchmarks build models here, so they always
+agree on names and shapes. How it is split over ranks is Megatron's (tensor-parallel layers);
+`mcore_llama.runtime.init_model_parallel` sets up the parallel state first.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class LlamaShape:
-    """The architecture of a Llama model (what HF's LlamaConfig holds and Megatron needs)."""
-
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    max_position_embeddings: int = 4096
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
-    tie_word_embeddings: bool = False
-    initializer_range: float = 0.02
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def validate(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by "
-                f"num_attention_heads {self.num_attention_heads}"
-            )
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_attention_heads {self.num_attention_heads} is not divisible by "
-                f"num_key_value_heads {self.num_key_value_heads}"
-            )
-
-    @classmethod
-    def from_hf_config(cls, config: dict) -> "LlamaShape":
-        """From a HF Llama `config.json` dict (or `LlamaConfig.to_dict()`)."""
-        model_type = config.get("model_type")
-        if model_type != "llama":
-            raise ValueError(f"not a Llama config (model_type={model_type!r})")
-        rope = config.get("rope_parameters") or {}
-        shape = cls(
-            vocab_size=config["vocab_size"],
-            hidden_size=config["hidden_size"],
-            intermediate_size=config["intermediate_size"],
-            num_hidden_layers=config["num_hidden_layers"],
-            num_attention_heads=config["num_attention_heads"],
-            num_key_value_heads=config.get("num_key_value_heads") or config["num_attention_heads"],
-            max_position_embeddings=config.get("max_position_embeddings", 4096),
-            rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
-            rms_norm_eps=config.get("rms_norm_eps", 1e-5),
-            tie_word_embeddings=config.get("tie_word_embeddings", False),
-            initializer_range=config.get("initializer_range", 0.02),
-        )
-        shape.validate()
-        return shape
-
-    @classmethod
-    def from_hf_dir(cls, path: str | Path) -> "LlamaShape":
-        config_path = Path(path) / "config.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{path}: no config.json (not a Hugging Face model directory)")
-        return cls.from_hf_config(json.loads(config_path.read_text()))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def padded_vocab_size(vocab_size: int, tensor_parallel: int, divisible_by: int = 128) -> int:
-    """Megatron's rule: pad the vocabulary to a multiple of `divisible_by × TP`."""
-    multiple = divisible_by * tensor_parallel
-    return -(-vocab_size // multiple) * multiple
+from mcore_llama.shape import LlamaShape, padded_vocab_size
 
 
 def transformer_config(

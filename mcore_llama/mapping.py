@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pretrain.model import LlamaShape
+from mcore_llama.shape import LlamaShape
 
 
 @dataclass(frozen=True)

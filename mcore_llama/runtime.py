@@ -1,11 +1,21 @@
-"""Run Megatron-Core on a machine without CUDA (tests, the demo): one shim, applied only there.
+"""Megatron-Core's runtime for a Llama: parallel state and seeds, on GPUs or, through a shim, on CPU.
 
+`init_model_parallel(tp, pp, seed)` is the one way into Megatron's parallel state here: it applies
+the CPU shim when CUDA is absent, initializes the tensor/pipeline-parallel groups, and seeds the
+RNG trackers (Megatron's CUDA tracker on GPUs, a CPU tracker with the same per-rank offsets
+otherwise). `single_process_megatron()` does the same for one process without torchrun (the
+converters). Call it after `torch.distributed.init_process_group`.
+
+Why a shim:
 Megatron-Core assumes a GPU in a few places: `torch.cuda.current_device()` as a tensor device,
 tensors created with `device="cuda"`, `.cuda()` calls, `torch.cuda.synchronize()`, a CUDA RNG
 tracker, and a `torch.cuda.FloatTensor` assertion in gradient clipping. `apply_cpu_shim()` maps
 each of those to the CPU; on a machine with CUDA it does nothing, so the same training code runs
-on GPUs untouched. What else CPU runs need (use_cpu_initialization, fusions off, an explicit causal
-mask, gloo) is set where the model config is built (`pretrain/model.py`).
+on GPUs untouched. The shim lasts for the whole process (torch functions are patched and a
+TorchFunctionMode stays on the mode stack): a process that used it cannot later use CUDA. What
+else CPU runs need (use_cpu_initialization, fusions off, an explicit causal mask, gloo) is set
+where the model config is built (`mcore_llama/build.py`). The private Megatron names it patches
+are listed in `PATCHED_MEGATRON_NAMES` (a test checks they still exist in the installed version).
 """
 
 from __future__ import annotations
@@ -16,6 +26,19 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 _APPLIED = False
+
+# (module, attribute) pairs of Megatron-Core internals that the shim and the CPU seeding replace.
+PATCHED_MEGATRON_NAMES = (
+    ("megatron.core.tensor_parallel.random", "_CUDA_RNG_STATE_TRACKER"),
+    ("megatron.core.tensor_parallel.random", "_CUDA_RNG_STATE_TRACKER_INITIALIZED"),
+    ("megatron.core.tensor_parallel.random", "initialize_rng_tracker"),
+    ("megatron.core.tensor_parallel.random", "get_cuda_rng_tracker"),
+    ("megatron.core.tensor_parallel.random", "_DATA_PARALLEL_RNG_TRACKER_NAME"),
+    ("megatron.core.tensor_parallel.random", "_MODEL_PARALLEL_RNG_TRACKER_NAME"),
+    ("megatron.core.tensor_parallel.random", "_EXPERT_PARALLEL_RNG_TRACKER_NAME"),
+    ("megatron.core.optimizer.clip_grads", "clip_grad_by_total_norm_fp32"),
+    ("megatron.core.optimizer.optimizer", "clip_grad_by_total_norm_fp32"),
+)
 
 
 def _is_cuda_device(device) -> bool:
@@ -139,3 +162,48 @@ def apply_cpu_shim() -> bool:
     optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     _APPLIED = True
     return True
+
+
+def init_model_parallel(tensor_parallel: int = 1, pipeline_parallel: int = 1, seed: int = 1234) -> bool:
+    """Shim (CPU only), Megatron's parallel state, and seeds, in that order; returns True on CPU.
+
+    Needs a process group. The shim, once applied, lasts for the process (see the module docstring).
+    """
+    from megatron.core import parallel_state
+
+    on_cpu = apply_cpu_shim()
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=tensor_parallel, pipeline_model_parallel_size=pipeline_parallel
+    )
+    if on_cpu:
+        cpu_rng_seed(seed)
+    else:
+        from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+        torch.manual_seed(seed)
+        model_parallel_cuda_manual_seed(seed)
+    return on_cpu
+
+
+@contextlib.contextmanager
+def single_process_megatron(seed: int = 1234):
+    """A one-rank gloo group and TP=PP=1 model parallel state for a process without torchrun
+    (reused, and left alone, when the caller already set them up)."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    created_group = False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        created_group = True
+    created_parallel = not parallel_state.model_parallel_is_initialized()
+    if created_parallel:
+        init_model_parallel(1, 1, seed)
+    try:
+        yield
+    finally:
+        if created_parallel:
+            parallel_state.destroy_model_parallel()
+        if created_group:
+            dist.destroy_process_group()
+

@@ -1,0 +1,205 @@
+"""Resolve a training run before any process exists: tokenizer, model shape, parallel layout,
+data blend, stages, where to start (resume, another run, the initial weights) and precision.
+
+Everything that can be checked without GPUs or a process group is checked here, so a bad run
+costs one line on stderr, not a queue slot. The tensor/pipeline/data-parallel sizes are resolved
+once (`ParallelLayout`) and carried by the `TrainingRun`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from mcore_llama.run_dir import is_checkpoint, latest_checkpoint, read_model_metadata, resolve_checkpoint
+from mcore_llama.shape import LlamaShape, padded_vocab_size
+from pretrain.config import (
+    ConfigError,
+    RunConfig,
+    StageConfig,
+    init_source,
+    resolve_stages,
+    to_dict,
+    validate_layout,
+    world_size_from_env,
+)
+from pretrain.token_encoder import TokenEncoder, TokenizerError
+from stagekit.errors import BadInput
+
+
+@dataclass(frozen=True)
+class ParallelLayout:
+    """Tensor × pipeline × data parallel sizes of this run (world size = their product)."""
+
+    tensor: int
+    pipeline: int
+    data: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainingRun:
+    """Everything resolved from the config before any process group exists."""
+
+    settings: RunConfig
+    shape: LlamaShape
+    padded_vocab_size: int
+    encoder: TokenEncoder
+    blend: list
+    stages: list[StageConfig]
+    world_size: int
+    layout: ParallelLayout
+    init_kind: str
+    init_path: str | None
+    resume_from: Path | None
+    params_dtype: torch.dtype
+    stage_ends: list[int] = field(default_factory=list)
+
+    @property
+    def config(self):
+        return self.settings.pretrain
+
+    @property
+    def model_section(self):
+        return self.settings.model
+
+    @property
+    def num_microbatches(self) -> int:
+        return self.config.global_batch_size // (self.config.micro_batch_size * self.layout.data)
+
+    @property
+    def train_steps(self) -> int:
+        return self.stage_ends[-1]
+
+
+def _model_source(settings: RunConfig, encoder: TokenEncoder, init_kind: str, init_path: str | None):
+    """(shape, padded rows stored, where) from the initial weights, or the `model:` section."""
+    if init_kind == "hf":
+        try:
+            return LlamaShape.from_hf_dir(init_path), None, init_path
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise ConfigError(f"pretrain.init.hf: {exc}") from None
+    if init_kind == "megatron_checkpoint":
+        if not is_checkpoint(init_path):
+            raise ConfigError(f"pretrain.init.megatron_checkpoint: {init_path} is not a Megatron dist checkpoint")
+        try:
+            meta = read_model_metadata(init_path)
+        except ValueError as exc:
+            raise ConfigError(f"pretrain.init.megatron_checkpoint: {exc}") from None
+        return meta.shape, meta.padded_vocab_size, init_path
+    try:
+        shape = LlamaShape.from_model_section(settings.model, encoder.vocab_size)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    return shape, None, "model section"
+
+
+def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> TrainingRun:
+    """All checks that need no process group. Raises ConfigError with a one-line message."""
+    from pretrain.data import expand_blend
+
+    config = settings.pretrain
+    world_size = world_size or world_size_from_env()
+    try:
+        encoder = TokenEncoder.load(config.tokenizer)
+    except TokenizerError as exc:
+        raise ConfigError(f"pretrain.tokenizer: {exc}") from None
+    init_kind, init_path = init_source(config)
+    if init_path is not None and not Path(init_path).exists():
+        raise ConfigError(f"pretrain.init.{init_kind}: {init_path} does not exist")
+    shape, stored_padded, where = _model_source(settings, encoder, init_kind, init_path)
+
+    # A run directory that already has checkpoints fixes the model: resume it.
+    run_dir = Path(config.checkpoint.dir)
+    try:
+        resume_from = latest_checkpoint(run_dir)
+        if resume_from is None and config.checkpoint.load:
+            resume_from = resolve_checkpoint(config.checkpoint.load)
+        if resume_from is not None and not is_checkpoint(resume_from):
+            raise BadInput(f"{resume_from} is not a complete checkpoint (no metadata.json)")
+    except BadInput as exc:
+        raise ConfigError(f"pretrain.checkpoint: {exc}") from None
+    if resume_from is not None:
+        try:
+            meta = read_model_metadata(resume_from)
+            if meta.shape != shape and init_kind != "random":
+                raise ConfigError(f"{resume_from}: its model differs from pretrain.init ({where})")
+            shape, stored_padded, where = meta.shape, meta.padded_vocab_size, str(resume_from)
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"pretrain.checkpoint: {exc}") from None
+
+    if shape.vocab_size != encoder.vocab_size:
+        raise ConfigError(
+            f"vocabulary mismatch: tokenizer {config.tokenizer} has {encoder.vocab_size} pieces, "
+            f"the model ({where}) has {shape.vocab_size} rows"
+        )
+    if settings.model.base_vocab_size is not None and settings.model.base_vocab_size > shape.vocab_size:
+        raise ConfigError(f"model.base_vocab_size {settings.model.base_vocab_size} > vocabulary {shape.vocab_size}")
+    tp = config.parallel.tensor
+    if stored_padded is not None:
+        if stored_padded % tp:
+            raise ConfigError(f"{where}: stored vocabulary rows {stored_padded} are not divisible by tensor parallel {tp}")
+        padded = stored_padded
+    else:
+        padded = padded_vocab_size(shape.vocab_size, tp, config.make_vocab_size_divisible_by)
+    if config.seq_length > shape.max_position_embeddings:
+        raise ConfigError(f"pretrain.seq_length {config.seq_length} > max_position_embeddings {shape.max_position_embeddings}")
+    dp = validate_layout(config, world_size, shape.num_attention_heads, shape.num_key_value_heads, shape.num_hidden_layers)
+    layout = ParallelLayout(tensor=tp, pipeline=config.parallel.pipeline, data=dp)
+
+    blend = expand_blend(config)
+    sha = encoder.sha256()
+    for part in blend:
+        if part.tokenizer_sha256 and part.tokenizer_sha256 != sha:
+            raise ConfigError(
+                f"pretrain.data.blend: {part.prefix} was tokenized with a different tokenizer than "
+                f"{config.tokenizer} (sha256 {part.tokenizer_sha256[:12]} != {sha[:12]})"
+            )
+    stages = resolve_stages(config)
+    ends, total = [], 0
+    for index, stage in enumerate(stages):
+        warmup = stage.warmup_steps if stage.warmup_steps is not None else config.optimizer.warmup_steps
+        if warmup >= stage.steps:
+            raise ConfigError(f"pretrain stage {index} ({stage.name}): warmup_steps {warmup} must be < its {stage.steps} steps")
+        total += stage.steps
+        ends.append(total)
+    on_gpu = torch.cuda.is_available()
+    precision = config.precision if config.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    if precision == "bf16" and not on_gpu:
+        raise ConfigError("pretrain.precision: bf16 needs GPUs (CPU runs use fp32)")
+    return TrainingRun(
+        settings=settings, shape=shape, padded_vocab_size=padded, encoder=encoder, blend=blend, stages=stages,
+        world_size=world_size, layout=layout, init_kind=init_kind, init_path=init_path,
+        resume_from=resume_from, params_dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
+        stage_ends=ends,
+    )
+
+
+def describe(run: TrainingRun) -> str:
+    from pretrain.flops import flops_per_token, parameter_counts
+
+    config = run.config
+    params = parameter_counts(run.shape, run.padded_vocab_size)["total"]
+    tokens_per_step = config.global_batch_size * config.seq_length
+    lines = [
+        "resolved config:",
+        yaml.safe_dump({"pretrain": to_dict(config), "model": to_dict(run.model_section)}, sort_keys=False).rstrip(),
+        "derived:",
+        f"  world_size={run.world_size} tensor={run.layout.tensor} pipeline={run.layout.pipeline} "
+        f"data={run.layout.data} micro_batches_per_step={run.num_microbatches}",
+        f"  model: {run.shape.num_hidden_layers} layers, hidden {run.shape.hidden_size}, "
+        f"vocab {run.shape.vocab_size} (padded {run.padded_vocab_size}), {params / 1e6:.2f}M parameters, "
+        f"{flops_per_token(run.shape, config.seq_length, run.padded_vocab_size) / 1e9:.3f} GFLOP/token",
+        f"  tokens/step={tokens_per_step} steps={run.train_steps} tokens={tokens_per_step * run.train_steps:,} "
+        f"stages={[(s.name, s.steps) for s in run.stages]}",
+        f"  init={run.init_kind}{'' if run.init_path is None else ':' + run.init_path} "
+        f"resume_from={run.resume_from} precision={run.params_dtype}",
+    ]
+    return "\n".join(lines)

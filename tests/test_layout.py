@@ -1,0 +1,89 @@
+"""The folder story of DESIGN.md, checked on the imports themselves (parsed, not grepped).
+
+`checkpoints/` and `pretrain/` both build on `mcore_llama/` and never import each other; nothing
+outside `tests/` imports from `tests/`; no stage imports the `kocpt` dispatcher; `corpus/` holds
+pure functions (no Beam); `mcore_llama/` depends on no stage.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+
+import pytest
+
+from stagekit.paths import REPO
+
+PRODUCT = ("corpus", "pipelines", "tokenizer", "checkpoints", "pretrain", "evaluation", "kocpt", "mcore_llama", "stagekit", "benchmarks")
+STAGES = ("corpus", "pipelines", "tokenizer", "checkpoints", "pretrain", "evaluation", "mcore_llama", "stagekit")
+
+
+def imported_modules(path) -> set[str]:
+    """Every module an `import` or `from ... import` names in a file (top level or inside functions)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def imports_by_folder() -> dict[str, dict[str, set[str]]]:
+    table = {}
+    for folder in PRODUCT:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            table.setdefault(folder, {})[str(path.relative_to(REPO))] = imported_modules(path)
+    return table
+
+
+def offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
+    found = []
+    for file, modules in imports_by_folder()[folder].items():
+        for module in sorted(modules):
+            if module.split(".")[0] in forbidden:
+                found.append(f"{file} imports {module}")
+    return found
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), [
+    ("checkpoints", ("pretrain",)),
+    ("pretrain", ("checkpoints",)),
+    ("mcore_llama", ("checkpoints", "pretrain", "corpus", "pipelines", "tokenizer", "evaluation", "kocpt")),
+    ("stagekit", ("checkpoints", "pretrain", "corpus", "pipelines", "tokenizer", "evaluation", "kocpt", "mcore_llama")),
+    ("corpus", ("apache_beam", "pipelines")),
+])
+def test_folder_does_not_import(folder, forbidden):
+    assert offenders(folder, forbidden) == []
+
+
+@pytest.mark.parametrize("folder", PRODUCT)
+def test_nothing_outside_tests_imports_tests(folder):
+    assert offenders(folder, ("tests",)) == []
+
+
+@pytest.mark.parametrize("folder", STAGES)
+def test_no_stage_imports_the_dispatcher(folder):
+    assert offenders(folder, ("kocpt",)) == []
+
+
+def test_the_rule_catches_a_cross_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from pretrain.resolve import TrainingRun\n    import checkpoints.convert\n")
+    assert imported_modules(bad) == {"pretrain.resolve", "checkpoints.convert"}
+
+
+def test_megatron_internals_patched_by_the_cpu_shim_still_exist():
+    """The shim replaces private Megatron-Core names; an upgrade that renames one must fail here."""
+    from mcore_llama.runtime import PATCHED_MEGATRON_NAMES
+
+    missing = [f"{module}.{name}" for module, name in PATCHED_MEGATRON_NAMES
+               if not hasattr(importlib.import_module(module), name)]
+    assert missing == []
+
+
+def test_no_product_file_is_over_400_lines():
+    long = [f"{path.relative_to(REPO)}: {n} lines" for folder in PRODUCT if folder != "benchmarks"
+            for path in (REPO / folder).rglob("*.py")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400]
+    assert long == []
