@@ -127,12 +127,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory as it is, or a run directory's latest checkpoint."""
+    """A run directory stands for its latest checkpoint; any other path is returned as it is (the
+    reader then says what it lacks: `metadata.json`, `kocpt_model.json`)."""
     path = Path(path)
     if is_checkpoint(path):
         return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise BadInput(f"{path}: neither a Megatron checkpoint (metadata.json) nor a run directory with a `latest` pointer")
-    return latest
+    return latest_checkpoint(path) or path
 
