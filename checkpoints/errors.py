@@ -1,5 +1,4 @@
-"""The one exception the checkpoint commands raise for bad input (printed as one line)."""
+"""The one exception the checkpoint commands raise for bad input (printed as one line):
+every stage's, `stagekit.errors.BadInput`, re-exported here so `from checkpoints.errors import BadInput` works."""
 
-
-class BadInput(ValueError):
-    """Input that cannot be used: the message names the file and the problem."""
+from stagekit.errors import BadInput  # noqa: F401
