@@ -110,17 +110,19 @@ def run_demo(args: argparse.Namespace, prog: str) -> int:
 
     config = Path(args.config).resolve()  # the stages run in the repository root
     out = args.output.resolve()
-    # Every section a stage reads, checked before the first stage runs; relative paths in the
-    # config are relative to the repository root (where the stages run), flags' to the shell's.
-    flags = {"base": str(args.base_tokenizer.resolve())} if args.base_tokenizer else None
-    tokenizer = check_sections(config, args.overrides, flags, out)
+    # Relative paths in the config and in --set are relative to the repository root (where the
+    # stages run), the flags' to the shell's; --base-tokenizer is `--set tokenizer.base` for every stage.
+    sets = list(args.overrides)
+    if args.base_tokenizer:
+        sets.append(f"tokenizer.base={json.dumps(str(args.base_tokenizer.resolve()))}")
+    tokenizer = check_sections(config, sets, out)  # every section a stage reads, before the first runs
     base_tokenizer = (REPO / tokenizer.base).resolve() if tokenizer.base else mistral_base_model()
     if not base_tokenizer.exists():
         raise BadInput(f"{base_tokenizer}: no such base tokenizer")
     if tokenizer.base is None:
         print(f"{prog}: base tokenizer: Mistral-7B's tokenizer.model.v1 (mistral-common) standing in for "
               "Llama-2's; pass --base-tokenizer PATH/tokenizer.model (or set tokenizer.base) for the real one", flush=True)
-    stages = demo_stages(out, config, args.overrides, tokenizer, base_tokenizer, args.base_model)
+    stages = demo_stages(out, config, sets, tokenizer, base_tokenizer, args.base_model)
     names = [stage.name for stage in stages]
     if args.until is not None:
         if args.until not in names:

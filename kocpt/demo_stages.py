@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -36,9 +35,9 @@ def base_vocab_size(base_tokenizer: Path) -> int:
     return sentencepiece.SentencePieceProcessor(model_file=str(model)).get_piece_size()
 
 
-def check_sections(config: Path, sets: list[str], tokenizer_flags: dict | None, out: Path) -> TokenizerConfig:
+def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
     """Every section a demo stage reads, validated as that stage will (a typo fails here, in a second,
-    not after the corpus job); returns the `tokenizer:` section with the demo's own flags applied."""
+    not after the corpus job); returns the `tokenizer:` section."""
     from corpus.config import load_corpus_config
     from evaluation.config import load_eval_config
     from pretrain.config import load_config
@@ -47,7 +46,7 @@ def check_sections(config: Path, sets: list[str], tokenizer_flags: dict | None, 
     load_corpus_config(config, sets)
     load_eval_config(config, sets)
     load_config(config, pretrain_overrides(out, sets))  # pretrain: and model:
-    return load_section(TokenizerConfig, "tokenizer", config, sets, tokenizer_flags)
+    return load_section(TokenizerConfig, "tokenizer", config, sets)
 
 
 def for_sections(sets: list[str], *sections: str) -> list[str]:
@@ -97,9 +96,8 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
                                      "--output", ko_spm / "ko", *config, *tokenizer_sets)),
         settings={"tokenizer": dataclasses.asdict(tok)}, after=["corpus"],
     )
-    # The base as the demo resolved it (--base-tokenizer, else tokenizer.base, else the stand-in).
-    merge_args = ["--set", f"tokenizer.base={json.dumps(str(base_tokenizer))}"]
-    merge_args += [arg for path in evaluation_texts[:1] for arg in ("--eval-korean", path)]
+    # The merge resolves tokenizer.base (or the stand-in) as the demo did for base_tokenizer.
+    merge_args = [arg for path in evaluation_texts[:1] for arg in ("--eval-korean", path)]
     merge_args += [arg for path in evaluation_texts[1:] for arg in ("--eval-english", path)]
     merge = Stage(
         "merge", out / "tokenizer",

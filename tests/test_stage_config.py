@@ -286,6 +286,17 @@ def test_every_stage_command_refuses_unknown_sections_and_keys(command, tmp_path
     assert not (tmp_path / "demo").exists() and not (tmp_path / "e").exists()
 
 
+def test_demo_refuses_a_missing_base_before_any_stage(tmp_path, capsys):
+    from kocpt import cli
+
+    output = tmp_path / "demo"
+    assert cli.main(["demo", "--output", str(output), "--set", f"tokenizer.base={tmp_path / 'absent'}"]) == 2
+    assert one_line(capsys) == f"kocpt demo: error: {tmp_path / 'absent'}: no such base tokenizer"
+    assert cli.main(["demo", "--output", str(output), "--until", "merg"]) == 2
+    assert "--until merg: not a stage (stages: corpus, sp-train, merge," in one_line(capsys)
+    assert not output.exists()
+
+
 def test_kocpt_eval_bad_set_value_is_one_line(capsys):
     from kocpt import cli
 
