@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 from kocpt.demo import DEMO_CORPUS, REPO, SHARED_DATA, DemoError, Stage, run_command
+from pretrain.config import ModelSection, load_config
 from stagekit.config import load_section, parse_override, read_config_file, read_section
 from tokenizer.config import TokenizerConfig
 
 
 def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: int = 1234) -> None:
-    """A tiny Llama-2-shaped HF model (random weights) from the config's `model:` section (as YAML data)."""
+    """A tiny Llama-2-shaped HF model (random weights) from the keys the config's `model:` section sets."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
@@ -40,7 +41,6 @@ def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
     not after the corpus job); returns the `tokenizer:` section."""
     from corpus.config import load_corpus_config
     from evaluation.config import load_eval_config
-    from pretrain.config import load_config
 
     read_config_file(config)
     load_corpus_config(config, sets)
@@ -70,7 +70,9 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     """The stage list; each command gets `--config config_path` and the `--set` items of its sections."""
     python = sys.executable
     logs = out / "logs"
-    model_section = read_section("model", config_path, sets)
+    # The keys the model: section sets, typed (LlamaConfig's own defaults stand for the others).
+    model = load_section(ModelSection, "model", config_path, sets)
+    model_section = {key: getattr(model, key) for key in read_section("model", config_path, sets)}
     heldout_ko = SHARED_DATA / "ko-heldout" / "korean-english-park.test.ko"
     heldout_en = SHARED_DATA / "en" / "korean-english-park.test.en"
     evaluation_texts = [path for path in (heldout_ko, heldout_en) if path.is_file()]
