@@ -9,5 +9,4 @@
 """
 
 
-class BadInput(ValueError):
-    """Input `kocpt eval` cannot use; the message names the file and the problem (printed on one line)."""
+from stagekit.errors import BadInput  # noqa: F401  (the one bad-input error of every stage)

@@ -1,4 +1,5 @@
-"""`kocpt eval` settings: the `eval:` section of a run config (e.g. configs/demo.yaml), then CLI flags.
+"""`kocpt eval` settings: the `eval:` section of a run config (e.g. configs/demo.yaml), then `--set eval.KEY=VALUE`,
+then CLI flags (read by the shared loader, stagekit.config).
 
     eval:
       korean: [../shared/data/ko-heldout/korean-english-park.test.ko]   # held-out Korean, one document a line
@@ -16,15 +17,11 @@ Relative paths are relative to the working directory (the repository root for th
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from evaluation import BadInput
+from stagekit.config import load_section
 
 HELD_OUT = "../shared/data/ko-heldout/korean-english-park.test.ko"
 ENGLISH = "../shared/data/en/korean-english-park.test.en"
@@ -63,51 +60,7 @@ class EvalConfig:
         return self
 
 
-def _check_type(key: str, value, hint) -> None:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return
-        hint = next(a for a in args if a is not type(None))
-        origin = typing.get_origin(hint)
-    expected = origin or hint
-    if expected is float and isinstance(value, int):
-        return
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise BadInput(f"eval.{key}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
-    if expected is list and not all(isinstance(v, str) for v in value):
-        raise BadInput(f"eval.{key}: expected a list of strings, got {value!r}")
-    if expected is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise BadInput(f"eval.{key}: expected a mapping of names to paths, got {value!r}")
-
-
-def from_mapping(section: dict | None) -> EvalConfig:
-    section = dict(section or {})
-    hints = typing.get_type_hints(EvalConfig)
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    unknown = sorted(set(section) - names)
-    if unknown:
-        raise BadInput(f"eval: unknown key(s) {unknown} (known: {sorted(names)})")
-    for key, value in section.items():
-        _check_type(key, value, hints[key])
-    return EvalConfig(**section)
-
-
-def load_section(path: str | Path | None) -> EvalConfig:
-    """The `eval:` section of a YAML run config (defaults when `path` is None or has no such section)."""
-    if path is None:
-        return EvalConfig()
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise BadInput(f"{path}: config not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("eval", {}), (dict, type(None))):
-        raise BadInput(f"{path}: expected a mapping with an `eval:` mapping")
-    try:
-        return from_mapping(raw.get("eval"))
-    except BadInput as exc:
-        raise BadInput(f"{path}: {exc}") from None
+def load_eval_config(path: str | Path | None, overrides=(), flags: dict | None = None) -> EvalConfig:
+    """The `eval:` section of a YAML run config (defaults when `path` is None), with `--set eval.KEY=VALUE`
+    overrides, then explicit flags, winning; typed and validated by the shared loader."""
+    return load_section(EvalConfig, "eval", path, overrides, flags)

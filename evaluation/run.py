@@ -27,7 +27,8 @@ if __package__ in (None, ""):  # `python evaluation/run.py`: import the package,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation import BadInput
-from evaluation.config import EvalConfig, load_section
+from evaluation.config import EvalConfig, load_eval_config
+from stagekit.config import add_config_arguments
 
 
 @dataclass
@@ -74,14 +75,13 @@ def load_tokenizer(path: str | Path):
         except (OSError, ValueError) as exc:
             raise BadInput(f"{path}: cannot load tokenizer ({str(exc).splitlines()[0]})") from None
     if path.is_file():
-        from tokenizer import BadInput as TokenizerBadInput
         from tokenizer.hf_export import write_hf_files
         from tokenizer.spm_model import load_model
 
         try:
             proto = load_model(path)
-        except TokenizerBadInput as exc:
-            raise BadInput(str(exc)) from None
+        except BadInput:  # the tokenizer stage's own one-line message (the same class)
+            raise
         except Exception as exc:  # a protobuf parse error names no file
             raise BadInput(f"{path}: not a SentencePiece model ({type(exc).__name__})") from None
         with tempfile.TemporaryDirectory(prefix="kocpt-eval-tok-") as tmp:
@@ -238,22 +238,14 @@ def run(args: argparse.Namespace) -> dict:
         import datasets
 
         datasets.disable_progress_bars()  # lm-eval's data loading bars
-    config = load_section(args.config)
-    overrides = {
+    tasks = None if args.tasks is None else ([] if args.tasks in (["none"], []) else args.tasks)
+    config = load_eval_config(args.config, args.overrides, flags={
         "korean": args.korean, "english": args.english, "max_documents": args.max_documents,
         "context": args.context, "stride": args.stride, "limit": args.limit, "batch_size": args.batch_size,
-        "prompts": args.prompt, "max_new_tokens": args.max_new_tokens,
-    }
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
-    if args.tasks is not None:
-        config.tasks = [] if args.tasks in (["none"], []) else args.tasks
-    if args.task_data:
-        config.task_data.update(parse_task_data(args.task_data))
-    if args.skip_missing:
-        config.skip_missing = True
-    config.validate()
+        "prompts": args.prompt, "max_new_tokens": args.max_new_tokens, "tasks": tasks,
+        "skip_missing": args.skip_missing or None,
+    })
+    config.task_data.update(parse_task_data(args.task_data))
 
     specs = [ModelSpec(args.label, args.model, args.tokenizer)] + [parse_baseline(b) for b in args.baseline]
     labels = [s.label for s in specs]
@@ -336,7 +328,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, metavar="DIR", help="where eval.json, eval.md and the plots go")
     parser.add_argument("--baseline", action="append", default=[], metavar="[LABEL=]HF_DIR[,TOKENIZER]",
                         help="another model for the same table (repeatable), e.g. base=llama2-hf,llama2/tokenizer.model")
-    parser.add_argument("--config", metavar="YAML", help="a run config whose eval: section gives the defaults")
+    add_config_arguments(parser)  # --config FILE (its eval: section gives the defaults), --set eval.KEY=VALUE
     parser.add_argument("--tensorboard", metavar="DIR", help="TensorBoard logs of the pretraining run (loss, val_bpc)")
     parser.add_argument("--tokenizer-report", metavar="FILE", help="report.json of `kocpt tokenizer report`")
     parser.add_argument("--korean", nargs="+", metavar="FILE", help="held-out Korean text(s): .txt (a document a line), "

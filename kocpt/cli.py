@@ -3,12 +3,15 @@
 Each stage owns its argument parser (so `python -m pipelines.corpus --help` and
 `kocpt corpus --help` print the same thing); this file only maps names to entry points and
 imports a stage lazily, so `kocpt --help` stays fast and one broken stage cannot break the others.
+Bad input is one type for every stage (`stagekit.errors.BadInput`), printed here as one line.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from stagekit.errors import BadInput
 
 # name -> (module, help). Nested groups ("tokenizer train") are a dict of the same.
 COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
@@ -68,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{prefix}: error: this stage is not installed ({module_name})", file=sys.stderr)
                 return 2
             raise
-        result = module.main(argv, prog=prefix)
+        try:
+            result = module.main(argv, prog=prefix)
+        except BadInput as exc:  # any stage's bad input that its own main did not print: one line
+            print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
         return int(result or 0)
 
 

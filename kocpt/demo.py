@@ -4,6 +4,9 @@
     → convert to Megatron-Core → tokenize → CPT with TP=2 over 2 processes (pretrain/launch.sh)
     → export to Hugging Face → evaluation report
 
+Each stage command gets `--config CONFIG` and the `--set` items for its own sections, so the config
+and `kocpt demo --set section.key=value` reach every stage as they would when run by hand.
+
 Each stage leaves a stamp (`OUTPUT/.stamps/NAME.json`) holding a digest of what it was run with:
 its settings, the files it read and the stamps of the stages before it. A rerun skips every stage
 whose stamp still matches, so a run killed mid-way continues with the stage it was in.
@@ -23,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from stagekit.config import add_config_arguments
+from stagekit.errors import BadInput
+from tokenizer.config import mistral_base_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
@@ -33,18 +38,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 class DemoError(RuntimeError):
     """A stage failed; the message names it and where its log is."""
-
-
-def stand_in_base_tokenizer() -> Path:
-    """Mistral-7B's SentencePiece BPE (32,000 pieces, byte fallback, identity normalizer: the
-    design of Llama-2's), shipped by the Apache-2.0 `mistral-common` package: a real Llama-family
-    tokenizer that installs from PyPI, standing in for Llama-2's, which cannot be downloaded here."""
-    import mistral_common
-
-    path = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
-    if not path.is_file():
-        raise DemoError(f"{path}: mistral-common no longer ships tokenizer.model.v1; pass --base-tokenizer")
-    return path
 
 
 def file_digest(path: Path) -> str:
@@ -91,12 +84,14 @@ def run_command(name: str, command: list[str], log_dir: Path, env: dict | None =
 def build_parser(prog: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog or "kocpt demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=REPO / "demo-output", help="where every stage writes (default: demo-output/)")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="run config (default: configs/demo.yaml)")
+    add_config_arguments(parser)  # each stage gets --config and the --set items for its sections
+    parser.set_defaults(config=str(DEFAULT_CONFIG))
     parser.add_argument("--base-tokenizer", type=Path,
-                        help="Llama-2 tokenizer.model or a HF directory holding one "
-                        "(default: Mistral-7B's tokenizer.model.v1 from mistral-common as a stand-in)")
+                        help="Llama-2 tokenizer.model or a HF directory holding one (default: tokenizer.base of the "
+                        "config; when null, Mistral-7B's tokenizer.model.v1 from mistral-common as a stand-in)")
     parser.add_argument("--base-model", type=Path, help="a HF Llama directory (default: a tiny model built from the config's model: section)")
     parser.add_argument("--force", action="store_true", help="rerun every stage, ignoring stamps")
+    parser.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. merge, to look at the tokenizer first)")
     return parser
 
 
@@ -105,26 +100,35 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     prog = prog or "kocpt demo"
     try:
         return run_demo(args, prog)
-    except DemoError as exc:
+    except (DemoError, BadInput) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(exc, DemoError) else 2
 
 
 def run_demo(args: argparse.Namespace, prog: str) -> int:
-    from kocpt.demo_stages import demo_stages
+    from kocpt.demo_stages import check_sections, demo_stages
 
-    if not args.config.is_file():
-        raise DemoError(f"{args.config}: no such config file")
-    config = yaml.safe_load(args.config.read_text())
+    config = Path(args.config).resolve()  # the stages run in the repository root
     out = args.output.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    base_tokenizer = (args.base_tokenizer or stand_in_base_tokenizer()).resolve()
+    # Relative paths in the config and in --set are relative to the repository root (where the
+    # stages run), the flags' to the shell's; --base-tokenizer is `--set tokenizer.base` for every stage.
+    sets = list(args.overrides)
+    if args.base_tokenizer:
+        sets.append(f"tokenizer.base={json.dumps(str(args.base_tokenizer.resolve()))}")
+    tokenizer = check_sections(config, sets, out)  # every section a stage reads, before the first runs
+    base_tokenizer = (REPO / tokenizer.base).resolve() if tokenizer.base else mistral_base_model()
     if not base_tokenizer.exists():
-        raise DemoError(f"{base_tokenizer}: no such base tokenizer")
-    if args.base_tokenizer is None:
+        raise BadInput(f"{base_tokenizer}: no such base tokenizer")
+    if tokenizer.base is None:
         print(f"{prog}: base tokenizer: Mistral-7B's tokenizer.model.v1 (mistral-common) standing in for "
-              "Llama-2's; pass --base-tokenizer PATH/tokenizer.model for the real one", flush=True)
-    stages = demo_stages(out, args.config.resolve(), config, base_tokenizer, args.base_model)
+              "Llama-2's; pass --base-tokenizer PATH/tokenizer.model (or set tokenizer.base) for the real one", flush=True)
+    stages = demo_stages(out, config, sets, tokenizer, base_tokenizer, args.base_model)
+    names = [stage.name for stage in stages]
+    if args.until is not None:
+        if args.until not in names:
+            raise BadInput(f"--until {args.until}: not a stage (stages: {', '.join(names)})")
+        stages = stages[: names.index(args.until) + 1]
+    out.mkdir(parents=True, exist_ok=True)
     stamp_dir = out / ".stamps"
     stamp_dir.mkdir(exist_ok=True)
     stamps: dict[str, str] = {}

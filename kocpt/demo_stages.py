@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 from kocpt.demo import DEMO_CORPUS, REPO, SHARED_DATA, DemoError, Stage, run_command
+from pretrain.config import ModelSection, load_config
+from stagekit.config import load_section, parse_override, read_config_file, read_section
+from tokenizer.config import TokenizerConfig
 
 
 def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: int = 1234) -> None:
-    """A tiny Llama-2-shaped HF model (random weights) from the config's `model:` section."""
+    """A tiny Llama-2-shaped HF model (random weights) from the keys the config's `model:` section sets."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the demo prints one line per stage
-    shape = {key: value for key, value in model_section.items() if key != "base_vocab_size"}
+    # Only the keys the section sets (LlamaConfig's defaults for the rest, e.g. rms_norm_eps 1e-6).
+    shape = {key: value for key, value in model_section.items() if key not in ("base_vocab_size", "vocab_size")}
     config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, **shape)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -31,41 +36,76 @@ def base_vocab_size(base_tokenizer: Path) -> int:
     return sentencepiece.SentencePieceProcessor(model_file=str(model)).get_piece_size()
 
 
-def demo_stages(out: Path, config_path: Path, config: dict, base_tokenizer: Path, base_model: Path | None) -> list[Stage]:
+def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
+    """Every section a demo stage reads, validated as that stage will (a typo fails here, in a second,
+    not after the corpus job); returns the `tokenizer:` section."""
+    from corpus.config import load_corpus_config
+    from evaluation.config import load_eval_config
+
+    read_config_file(config)
+    load_corpus_config(config, sets)
+    load_eval_config(config, sets)
+    load_config(config, pretrain_overrides(out, sets))  # pretrain: and model:
+    return load_section(TokenizerConfig, "tokenizer", config, sets)
+
+
+def for_sections(sets: list[str], *sections: str) -> list[str]:
+    """The `--set` items a stage reading `sections` gets."""
+    return [item for item in sets if parse_override(item)[0] in sections]
+
+
+def pretrain_overrides(out: Path, sets: list[str]) -> list[str]:
+    """The user's pretrain/model --set items, then the demo's own paths (which win)."""
+    return [*for_sections(sets, "pretrain", "model"), f"tokenizer={out / 'tokenizer'}",
+            f"init.megatron_checkpoint={out / 'megatron-init'}", f"data.blend.0.path={out / 'tokenized'}",
+            f"checkpoint.dir={out / 'pretrain'}"]
+
+
+def set_args(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerConfig, base_tokenizer: Path,
+                base_model: Path | None) -> list[Stage]:
+    """The stage list; each command gets `--config config_path` and the `--set` items of its sections."""
     python = sys.executable
     logs = out / "logs"
-    tok = config.get("tokenizer", {})
-    model_section = config.get("model", {})
+    # The keys the model: section sets, typed (LlamaConfig's own defaults stand for the others).
+    model = load_section(ModelSection, "model", config_path, sets)
+    model_section = {key: getattr(model, key) for key in read_section("model", config_path, sets)}
     heldout_ko = SHARED_DATA / "ko-heldout" / "korean-english-park.test.ko"
     heldout_en = SHARED_DATA / "en" / "korean-english-park.test.en"
     evaluation_texts = [path for path in (heldout_ko, heldout_en) if path.is_file()]
+    config = ["--config", config_path]
 
     def run(name: str, *args, env=None):
         run_command(name, [python, *map(str, args)], logs, env)
 
+    def settings(*sections: str) -> dict:
+        return {section: read_section(section, config_path, sets) for section in sections}
+
     corpus = Stage(
         "corpus", out / "corpus",
-        lambda: run("corpus", "-m", "pipelines.corpus", "--input", DEMO_CORPUS, "--output", out / "corpus", "--config", config_path),
-        settings={"corpus": config.get("corpus")}, reads=[DEMO_CORPUS],
+        lambda: run("corpus", "-m", "pipelines.corpus", "--input", DEMO_CORPUS, "--output", out / "corpus", *config,
+                    *set_args(for_sections(sets, "corpus"))),
+        settings=settings("corpus"), reads=[DEMO_CORPUS],
     )
     ko_spm = out / "ko-sp"
+    tokenizer_sets = set_args(for_sections(sets, "tokenizer"))
     train = Stage(
         "sp-train", ko_spm,
-        lambda: (ko_spm.mkdir(), run(
-            "sp-train", REPO / "tokenizer" / "train.py", "--input", out / "corpus", "--output", ko_spm / "ko",
-            "--vocab-size", tok.get("vocab_size", 2000), "--model-type", tok.get("model_type", "bpe"),
-            "--character-coverage", tok.get("character_coverage", 0.9995), "--sample-size", tok.get("sample_size", 200000),
-            "--seed", tok.get("seed", 1234))),
-        settings={"tokenizer": tok}, after=["corpus"],
+        lambda: (ko_spm.mkdir(), run("sp-train", REPO / "tokenizer" / "train.py", "--input", out / "corpus",
+                                     "--output", ko_spm / "ko", *config, *tokenizer_sets)),
+        settings={"tokenizer": dataclasses.asdict(tok)}, after=["corpus"],
     )
-    merge_args = ["--mode", tok.get("mode", "safe")] + (["--hangul-nfc"] if tok.get("hangul_nfc") else [])
-    merge_args += [arg for path in evaluation_texts[:1] for arg in ("--eval-korean", path)]
+    # The merge resolves tokenizer.base (or the stand-in) as the demo did for base_tokenizer.
+    merge_args = [arg for path in evaluation_texts[:1] for arg in ("--eval-korean", path)]
     merge_args += [arg for path in evaluation_texts[1:] for arg in ("--eval-english", path)]
     merge = Stage(
         "merge", out / "tokenizer",
-        lambda: run("merge", REPO / "tokenizer" / "merge.py", "--base", base_tokenizer, "--add", ko_spm / "ko.model",
-                    "--output", out / "tokenizer", *merge_args),
-        settings={"tokenizer": tok}, reads=[base_tokenizer, *evaluation_texts], after=["sp-train"],
+        lambda: run("merge", REPO / "tokenizer" / "merge.py", "--add", ko_spm / "ko.model", "--output", out / "tokenizer",
+                    *config, *tokenizer_sets, *merge_args),
+        settings={"tokenizer": dataclasses.asdict(tok)}, reads=[base_tokenizer, *evaluation_texts], after=["sp-train"],
     )
     if base_model is None:
         base = Stage(
@@ -92,21 +132,14 @@ def demo_stages(out: Path, config_path: Path, config: dict, base_tokenizer: Path
     tokenize = Stage(
         "tokenize", out / "tokenized",
         lambda: run("tokenize", "-m", "pipelines.tokenize_corpus", out / "corpus", out / "tokenized",
-                    "--tokenizer", out / "tokenizer", "--config", config_path),
-        settings={"tokenize": config.get("tokenize")}, after=["corpus", "merge"],
+                    "--tokenizer", out / "tokenizer", *config, *set_args(for_sections(sets, "tokenize"))),
+        settings=settings("tokenize"), after=["corpus", "merge"],
     )
-    overrides = [
-        f"tokenizer={out / 'tokenizer'}",
-        f"init.megatron_checkpoint={out / 'megatron-init'}",
-        f"data.blend.0.path={out / 'tokenized'}",
-        f"checkpoint.dir={out / 'pretrain'}",
-    ]
     pretrain = Stage(
         "pretrain", out / "pretrain",
         lambda: run_command("pretrain", ["bash", str(REPO / "pretrain" / "launch.sh"), str(config_path),
-                                         *[arg for item in overrides for arg in ("--set", item)]],
-                            logs, {"KOCPT_PYTHON": python}),
-        settings={"pretrain": config.get("pretrain"), "model": model_section}, after=["convert", "tokenize"],
+                                         *set_args(pretrain_overrides(out, sets))], logs, {"KOCPT_PYTHON": python}),
+        settings=settings("pretrain", "model"), after=["convert", "tokenize"],
     )
     export = Stage(
         "export", out / "final",
@@ -117,9 +150,9 @@ def demo_stages(out: Path, config_path: Path, config: dict, base_tokenizer: Path
     evaluate = Stage(
         "eval", out / "eval",
         lambda: run("eval", "-m", "evaluation.run", "--model", out / "final", "--label", "trained",
-                    "--output", out / "eval", "--config", config_path,
+                    "--output", out / "eval", *config, *set_args(for_sections(sets, "eval")),
                     "--baseline", f"base={base.output},{base_tokenizer}", "--baseline", f"resized={out / 'resized'}",
                     "--tensorboard", out / "pretrain", "--tokenizer-report", out / "tokenizer" / "report.json"),
-        settings={"eval": config.get("eval")}, reads=evaluation_texts, after=["export"],
+        settings=settings("eval"), reads=evaluation_texts, after=["export"],
     )
     return [corpus, train, merge, base, resize, convert, tokenize, pretrain, export, evaluate]

@@ -1,8 +1,10 @@
 """The pretraining config: a YAML file's `pretrain:` (and `model:`) section plus CLI overrides.
 
-Every field is typed and checked by `load_config()` before any process group starts, so a bad
-layout or a missing file costs one line on stderr instead of a queue slot. Overrides use dotted
-keys, as in `--set optimizer.lr=1e-4 parallel.tensor=2 stages.0.steps=10`.
+Every field is typed and checked by `load_config()` (through the shared loader, stagekit.config)
+before any process group starts, so a bad layout or a missing file costs one line on stderr
+instead of a queue slot. Overrides use dotted keys relative to `pretrain:`, as in
+`--set optimizer.lr=1e-4 parallel.tensor=2 stages.0.steps=10`, or name the section
+(`--set pretrain.seq_length=128 model.hidden_size=128`).
 
     pretrain:
       tokenizer: demo-output/tokenizer          # dir with tokenizer.model (or the .model file)
@@ -27,15 +29,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from stagekit.config import load_section
+from stagekit.errors import BadInput
 
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message says which key and why."""
+# A config that cannot run; the message says which key and why. The one bad-input error of
+# every stage, under the name pretrain/ has always used.
+ConfigError = BadInput
 
 
 @dataclass
@@ -155,130 +157,29 @@ class RunConfig:
     source: str = ""
 
 
-# --- dataclass <-> dict ---------------------------------------------------------------------
+# --- loading: the shared loader (stagekit.config) for the `pretrain:` and `model:` sections ---
 
 
-def _build(cls, raw, where: str):
-    """Instantiate dataclass `cls` from plain YAML data, naming the key on any mismatch."""
-    if dataclasses.is_dataclass(cls):
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-        return cls(**{key: _build(hints[key], value, f"{where}.{key}") for key, value in raw.items()})
-    origin = typing.get_origin(cls)
-    args = typing.get_args(cls)
-    if origin is list:
-        if not isinstance(raw, list):
-            raise ConfigError(f"{where}: expected a list, got {raw!r}")
-        return [_build(args[0], item, f"{where}.{index}") for index, item in enumerate(raw)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if raw is None and type(None) in args:
-            return None
-        errors = []
-        for option in args:
-            if option is type(None):
-                continue
-            try:
-                return _build(option, raw, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {raw!r}")
-    if cls is float:
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-            raise ConfigError(f"{where}: expected a number, got {raw!r}")
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
-    if cls is int:
-        if isinstance(raw, bool):
-            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
-        if isinstance(raw, float) and raw.is_integer():
-            return int(raw)
-        if isinstance(raw, str):
-            try:
-                return int(float(raw)) if float(raw).is_integer() else int(raw)
-            except ValueError:
-                pass
-        if not isinstance(raw, int):
-            raise ConfigError(f"{where}: expected an integer, got {raw!r}")
-        return raw
-    if cls is bool:
-        if isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return raw.lower() in ("true", "1", "yes")
-        if not isinstance(raw, bool):
-            raise ConfigError(f"{where}: expected true/false, got {raw!r}")
-        return raw
-    if cls is str:
-        if not isinstance(raw, (str, int, float)):
-            raise ConfigError(f"{where}: expected a string, got {raw!r}")
-        return str(raw)
-    if cls is dict:
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
-        return raw
-    return raw
-
-
-def _apply_override(tree: dict, dotted: str, value) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        if isinstance(node, list):
-            node = node[int(key)]
-            continue
-        node = node.setdefault(key, {})
-        if node is None:
-            raise ConfigError(f"--set {dotted}: {key} is empty")
-    last = keys[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
-def parse_overrides(items: list[str]) -> list[tuple[str, object]]:
-    overrides = []
+def parse_overrides(items: list[str]) -> list[str]:
+    """`--set` items as `section.key=value`: keys are relative to `pretrain:` unless they start with
+    `pretrain.` or `model.` (so `optimizer.lr=1e-4`, `eval.interval=0` and `tokenizer=DIR` are pretrain's)."""
+    qualified = []
     for item in items:
-        if "=" not in item:
+        key, equals, _ = item.partition("=")
+        if not equals:
             raise ConfigError(f"--set {item}: expected KEY=VALUE (e.g. optimizer.lr=1e-4)")
-        key, text = item.split("=", 1)
-        overrides.append((key.strip(), yaml.safe_load(text)))
-    return overrides
+        qualified.append(item if key.strip().startswith(("pretrain.", "model.")) else "pretrain." + item.lstrip())
+    return qualified
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Read, override, type-check and validate. Raises ConfigError with a one-line message."""
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections")
-    pretrain_raw = raw.get("pretrain") or {}
-    model_raw = raw.get("model") or {}
-    tree = {"pretrain": pretrain_raw, "model": model_raw}
-    for key, value in parse_overrides(list(overrides)):
-        if not key.startswith(("pretrain.", "model.")):
-            key = "pretrain." + key
-        try:
-            _apply_override(tree, key, value)
-        except (IndexError, ValueError, TypeError) as exc:
-            raise ConfigError(f"--set {key}: {exc}") from None
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"{path}: no such config file")
+    sets = parse_overrides(list(overrides))
     config = RunConfig(
-        pretrain=_build(PretrainConfig, tree["pretrain"], "pretrain"),
-        model=_build(ModelSection, tree["model"], "model"),
+        pretrain=load_section(PretrainConfig, "pretrain", path, sets),
+        model=load_section(ModelSection, "model", path, sets),
         source=str(path or ""),
     )
     validate_static(config)

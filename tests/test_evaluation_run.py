@@ -7,7 +7,7 @@ import json
 import pytest
 
 from evaluation import BadInput
-from evaluation.config import load_section
+from evaluation.config import load_eval_config
 from evaluation.report import read_scalars
 from evaluation.run import main
 from tests.conftest import LLAMA2_TOKENIZER, REPO
@@ -163,9 +163,7 @@ def test_skip_missing_names_what_it_skipped(tmp_path, exported_model_dir, capsys
 
 
 def test_demo_config_eval_section_is_valid():
-    config = load_section(REPO / "configs" / "demo.yaml").validate()
+    config = load_eval_config(REPO / "configs" / "demo.yaml").validate()
     assert config.tasks == ["korsts", "kornli", "nsmc"] and config.limit
     with pytest.raises(BadInput, match="unknown key"):
-        from evaluation.config import from_mapping
-
-        from_mapping({"korea": []})
+        load_eval_config(None, ["eval.korea=[]"])

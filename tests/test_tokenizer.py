@@ -7,6 +7,7 @@ merged directories) are built once per module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import sentencepiece as spm
 import zstandard
 
+from stagekit.config import load_section
 from tokenizer import BadInput
 from tokenizer import merge as merge_cmd
 from tokenizer import report as report_cmd
@@ -490,10 +492,12 @@ def test_demo_config_section():
     import yaml
 
     section = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())["tokenizer"]
-    config = TokenizerConfig.from_dict(section)
+    demo = REPO / "configs" / "demo.yaml"
+    config = load_section(TokenizerConfig, "tokenizer", demo)
+    assert dataclasses.asdict(config) == section
     assert 1000 <= config.vocab_size <= 8000 and config.mode == "safe"
     assert config.base_model().is_file()
     with pytest.raises(BadInput, match="unknown key"):
-        TokenizerConfig.from_dict({**section, "vocabsize": 3})
+        load_section(TokenizerConfig, "tokenizer", demo, ["tokenizer.vocabsize=3"])
     with pytest.raises(BadInput, match="mode"):
-        TokenizerConfig.from_dict({**section, "mode": "fast"})
+        load_section(TokenizerConfig, "tokenizer", demo, ["tokenizer.mode=fast"])

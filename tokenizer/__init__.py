@@ -5,5 +5,4 @@ Everything works on SentencePiece's `ModelProto` directly (`sentencepiece_model_
 """
 
 
-class BadInput(ValueError):
-    """Input a command cannot use; the message names the file and the problem (printed on one line)."""
+from stagekit.errors import BadInput  # noqa: F401  (the one bad-input error of every stage)

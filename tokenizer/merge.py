@@ -2,6 +2,7 @@
 
     python tokenizer/merge.py --base ../shared/data/llama2-tokenizer --add ko16k.model --output tok/
     kocpt tokenizer merge --base llama2/tokenizer.model --add ko16k.model --output tok/ --hangul-nfc
+    kocpt tokenizer merge --add ko/ko.model --output tok/ --config configs/demo.yaml   # tokenizer.base, .max_added, ...
 
 `safe` mode (default) adds only pieces absent from the base that contain Hangul and no digit, scored
 strictly below every base score in the added model's own order, so BPE applies every Llama merge
@@ -28,7 +29,9 @@ if __package__ in (None, ""):  # `python tokenizer/merge.py`: import the package
 
 import numpy as np
 
+from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput, hangul_nfc
+from tokenizer.config import TokenizerConfig
 from tokenizer.hf_export import byte_pieces_ok, write_hf_files
 from tokenizer.reachability import unreachable
 from tokenizer.spm_model import (
@@ -357,40 +360,58 @@ def _json(value) -> str:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description="Merge Korean SentencePiece pieces into a Llama-2 tokenizer and write a Hugging Face tokenizer directory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, description="Merge Korean SentencePiece pieces into a Llama-2 tokenizer and write a Hugging Face "
+        "tokenizer directory. --base, --mode, --max-added and --hangul-nfc default to the config's tokenizer: "
+        "section (--config, --set tokenizer.KEY=VALUE); the flags win over it.",
     )
-    parser.add_argument("--base", required=True, help="Llama-2 tokenizer.model, or a directory holding one")
+    parser.add_argument("--base", help="Llama-2 tokenizer.model, or a directory holding one (default: tokenizer.base; "
+                        "when that is null too, Mistral-7B's tokenizer.model.v1 from mistral-common stands in, and says so)")
     parser.add_argument("--add", required=True, action="append", metavar="FILE", help="SentencePiece model to add (repeatable)")
     parser.add_argument("--output", required=True, metavar="DIR", help="new tokenizer directory")
-    parser.add_argument("--mode", choices=MODES, default="safe",
-                        help="safe: Hangul pieces below every base score; chinese-llama: score-0 appending, for comparison")
-    parser.add_argument("--script", choices=SCRIPTS, default="hangul", help="safe mode: add only pieces containing this script")
-    parser.add_argument("--max-added", type=int, default=0, help="safe mode: at most this many pieces from the added models (0: all)")
-    parser.add_argument("--hangul-nfc", action="store_true", help="compose conjoining Hangul jamo into syllables (NFD Korean == NFC), nothing else")
+    add_config_arguments(parser)
+    parser.add_argument("--mode", choices=MODES, help="safe: Hangul pieces below every base score; chinese-llama: "
+                        "score-0 appending, for comparison (default: tokenizer.mode, else safe)")
+    parser.add_argument("--script", choices=SCRIPTS, default="hangul",
+                        help="safe mode: add only pieces containing this script (default: %(default)s)")
+    parser.add_argument("--max-added", type=int, help="safe mode: at most this many pieces from the added models, "
+                        "0: all (default: tokenizer.max_added, else 0)")
+    parser.add_argument("--hangul-nfc", action=argparse.BooleanOptionalAction, help="compose conjoining Hangul jamo "
+                        "into syllables (NFD Korean == NFC), nothing else (default: tokenizer.hangul_nfc, else off)")
     parser.add_argument("--add-special", nargs="+", default=[], metavar="TOKEN", help="special (control) tokens appended at the end")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--allow-normalizer-mismatch", action="store_true", help="accept added models with another normalizer")
     parser.add_argument("--eval-korean", nargs="+", default=[], metavar="FILE", help="Korean held-out text for the report")
     parser.add_argument("--eval-english", nargs="+", default=[], metavar="FILE", help="English text for the identity check")
-    parser.add_argument("--eval-code-files", type=int, default=100, help="Python stdlib files sampled for the code identity check")
-    parser.add_argument("--eval-max-lines", type=int, default=2000, help="lines per evaluation text")
+    parser.add_argument("--eval-code-files", type=int, default=100,
+                        help="Python stdlib files sampled for the code identity check (default: %(default)s)")
+    parser.add_argument("--eval-max-lines", type=int, default=2000, help="lines per evaluation text (default: %(default)s)")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="do not write report.png")
     return parser
+
+
+def resolve_config(args: argparse.Namespace, prog: str) -> MergeConfig:
+    """The `tokenizer:` section (file, then --set), then the explicit flags."""
+    section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={
+        "base": args.base, "mode": args.mode, "max_added": args.max_added, "hangul_nfc": args.hangul_nfc,
+    })
+    if section.base is None:
+        print(f"{prog}: base tokenizer: Mistral-7B's tokenizer.model.v1 (mistral-common) standing in for Llama-2's; "
+              "pass --base or set tokenizer.base for the real one", file=sys.stderr)
+    return MergeConfig(
+        base=str(section.base_model()), add=args.add, output=args.output, mode=section.mode, script=args.script,
+        max_added=section.max_added, hangul_nfc=section.hangul_nfc, add_special=args.add_special,
+        overwrite=args.overwrite, allow_normalizer_mismatch=args.allow_normalizer_mismatch,
+        eval_korean=args.eval_korean, eval_english=args.eval_english, eval_code_files=args.eval_code_files,
+        eval_max_lines=args.eval_max_lines, plot=args.plot,
+    )
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     prog = parser.prog
-    config = MergeConfig(
-        base=args.base, add=args.add, output=args.output, mode=args.mode, script=args.script,
-        max_added=args.max_added, hangul_nfc=args.hangul_nfc, add_special=args.add_special,
-        overwrite=args.overwrite, allow_normalizer_mismatch=args.allow_normalizer_mismatch,
-        eval_korean=args.eval_korean, eval_english=args.eval_english, eval_code_files=args.eval_code_files,
-        eval_max_lines=args.eval_max_lines, plot=args.plot,
-    )
     try:
+        config = resolve_config(args, prog)
         merged, stats, base = merge_models(config)
         report = write_tokenizer_dir(config, merged, stats, base)
     except BadInput as exc:

@@ -2,6 +2,7 @@
 
     python tokenizer/train.py --input corpus-out/ --vocab-size 16000 --output ko16k
     kocpt tokenizer train --input ko-train/*.txt --vocab-size 16000 --output ko16k
+    kocpt tokenizer train --input demo-output/corpus --output ko/ko --config configs/demo.yaml
 
 Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). The trainer settings that
 matter for a merge into Llama-2 are fixed to Llama's: BPE, identity normalization (NFC is the corpus
@@ -24,7 +25,9 @@ if __package__ in (None, ""):  # `python tokenizer/train.py`: import the package
 import sentencepiece as spm
 from tqdm import tqdm
 
+from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput
+from tokenizer.config import TokenizerConfig
 from tokenizer.spm_model import load_model, write_bytes_atomic
 from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
 
@@ -143,40 +146,57 @@ def train(config: TrainConfig) -> dict:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train a Korean SentencePiece model (Llama-compatible settings) to merge into Llama-2.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a Korean SentencePiece model (Llama-compatible settings) to merge into Llama-2. "
+        "The trainer settings come from the config's tokenizer: section (--config, --set tokenizer.KEY=VALUE); "
+        "the flags below win over it.",
     )
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                         help="corpus output dirs / shards dirs / *.jsonl.zst shards, or plain text files (one document per line)")
     parser.add_argument("--output", required=True, metavar="PREFIX", help="writes PREFIX.model and PREFIX.vocab")
-    parser.add_argument("--vocab-size", type=int, default=16000, help="pieces in the model, incl. 3 special and 256 byte pieces")
-    parser.add_argument("--model-type", choices=["bpe", "unigram"], default="bpe",
-                        help="bpe: pieces stay reachable after a BPE merge; unigram only for comparison")
-    parser.add_argument("--character-coverage", type=float, default=0.9995)
-    parser.add_argument("--sample-size", type=int, default=2_000_000, help="sentences sampled for training (0: all)")
-    parser.add_argument("--seed", type=int, default=1234, help="sampling and trainer seed (same seed, same model)")
-    parser.add_argument("--max-sentence-length", type=int, default=4192, help="bytes; longer lines are split at sentence ends")
-    parser.add_argument("--max-piece-length", type=int, default=16)
+    add_config_arguments(parser)
+    defaults = TokenizerConfig()
+    parser.add_argument("--vocab-size", type=int, help="pieces in the model, incl. 3 special and 256 byte pieces "
+                        f"(default: tokenizer.vocab_size, else {defaults.vocab_size})")
+    parser.add_argument("--model-type", choices=["bpe", "unigram"],
+                        help="bpe: pieces stay reachable after a BPE merge; unigram only for comparison "
+                        f"(default: tokenizer.model_type, else {defaults.model_type})")
+    parser.add_argument("--character-coverage", type=float,
+                        help=f"(default: tokenizer.character_coverage, else {defaults.character_coverage})")
+    parser.add_argument("--sample-size", type=int, help="sentences sampled for training, 0: all "
+                        f"(default: tokenizer.sample_size, else {defaults.sample_size})")
+    parser.add_argument("--seed", type=int, help="sampling and trainer seed, same seed, same model "
+                        f"(default: tokenizer.seed, else {defaults.seed})")
+    parser.add_argument("--max-sentence-length", type=int, default=4192,
+                        help="bytes; longer lines are split at sentence ends (default: %(default)s)")
+    parser.add_argument("--max-piece-length", type=int, default=16, help="(default: %(default)s)")
     parser.add_argument("--no-dedup", dest="dedup", action="store_false", help="keep exact duplicate sentences")
     parser.add_argument("--normalization", default="identity", choices=["identity", "nfkc", "nmt_nfkc", "nfkc_cf", "nmt_nfkc_cf"],
-                        help="keep identity to merge into Llama-2 (its normalizer)")
-    parser.add_argument("--num-threads", type=int, default=2)
+                        help="keep identity to merge into Llama-2 (its normalizer) (default: %(default)s)")
+    parser.add_argument("--num-threads", type=int, default=2, help="(default: %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="show SentencePiece's own training log")
     return parser
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The `tokenizer:` section (file, then --set), then the explicit flags."""
+    section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={
+        "vocab_size": args.vocab_size, "model_type": args.model_type, "character_coverage": args.character_coverage,
+        "sample_size": args.sample_size, "seed": args.seed,
+    })
+    return TrainConfig(
+        inputs=args.input, output=args.output, vocab_size=section.vocab_size, model_type=section.model_type,
+        character_coverage=section.character_coverage, sample_size=section.sample_size, seed=section.seed,
+        max_sentence_length=args.max_sentence_length, max_piece_length=args.max_piece_length,
+        dedup=args.dedup, normalization=args.normalization, num_threads=args.num_threads, verbose=args.verbose,
+    )
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     prog = parser.prog
-    config = TrainConfig(
-        inputs=args.input, output=args.output, vocab_size=args.vocab_size, model_type=args.model_type,
-        character_coverage=args.character_coverage, sample_size=args.sample_size, seed=args.seed,
-        max_sentence_length=args.max_sentence_length, max_piece_length=args.max_piece_length,
-        dedup=args.dedup, normalization=args.normalization, num_threads=args.num_threads, verbose=args.verbose,
-    )
     try:
-        train(config)
+        train(resolve_config(args))
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,377 @@
+"""One config loader for every stage: a YAML run config, `--set` overrides and explicit flags,
+typed and validated against the stage's own model (a stdlib dataclass) with pydantic.
+
+A run config (configs/demo.yaml, configs/llama2-7b.yaml) is a mapping of sections, one per
+stage; a stage reads its own and ignores the others:
+
+    corpus:       kocpt corpus (pipelines/corpus.py)                   corpus.config.CorpusConfig
+    tokenizer:    kocpt tokenizer train / merge                        tokenizer.config.TokenizerConfig
+    model:        kocpt pretrain, kocpt plan, kocpt demo (tiny model)  pretrain.config.ModelSection
+    checkpoints:  kocpt checkpoints
+    tokenize:     kocpt tokenize (pipelines/tokenize_corpus.py)
+    pretrain:     kocpt pretrain, kocpt plan                           pretrain.config.PretrainConfig
+    eval:         kocpt eval (evaluation/run.py)                       evaluation.config.EvalConfig
+    cluster:      kocpt plan                                           pretrain.plan.Cluster
+
+Precedence, lowest first: the model's defaults < the file's section < `--set` < explicit flags.
+A stage command wires it like this:
+
+    parser = argparse.ArgumentParser(...)
+    add_config_arguments(parser)     # --config FILE -> args.config (str | None)
+                                     # --set SECTION.KEY=VALUE (repeatable) -> args.overrides (list[str])
+    parser.add_argument("--vocab-size", type=int)        # default None: "not given"
+    args = parser.parse_args(argv)
+    section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides,
+                           flags={"vocab_size": args.vocab_size})
+
+API (every error is `stagekit.errors.BadInput` with a one-line message):
+  SECTIONS                          the valid top-level section names
+  add_config_arguments(parser)      adds --config and --set (dests `config` and `overrides`)
+  read_config_file(path) -> dict    the whole file; its top level must be a mapping of SECTIONS
+                                    (`pretrian:` is an error naming it and listing the valid ones)
+  parse_override(text)              "section.key.0.name=VALUE" -> (section, "key.0.name", value)
+  read_section(section, path=None, overrides=()) -> dict
+                                    the section as plain YAML data with `--set` applied, unvalidated
+                                    (for callers that must tell set keys from defaults)
+  load_section(model, section, path=None, overrides=(), flags=None)
+                                    the typed, validated section (see its docstring)
+
+Typing is strict where a mistake hides and lenient where YAML is: an unknown key (`vocab_sise`)
+is an error naming its dotted key and listing the valid ones; `true` is not a number, "abc" is
+not an int; numbers YAML 1.1 reads as strings (`1e-4`, `1e3`) count as numbers; a number where a
+string (a path, a name) is expected is taken as its text. `--set` values are parsed as YAML
+(`--set 'pretrain.init={hf: DIR}'`, `--set eval.tasks=[nsmc]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import functools
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+import yaml
+from pydantic import BeforeValidator, ConfigDict, Strict, ValidationError
+
+from stagekit.errors import BadInput
+
+SECTIONS: tuple[str, ...] = ("corpus", "tokenizer", "model", "checkpoints", "tokenize", "pretrain", "eval", "cluster")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both."""
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML run config (e.g. configs/demo.yaml); this stage reads its own section")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable; dotted keys and list indices, YAML values), "
+                        "e.g. --set tokenizer.vocab_size=8000; explicit flags win over it")
+
+
+def read_config_file(path) -> dict:
+    """The whole YAML file: a mapping whose keys are all in SECTIONS, each a mapping (or empty)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: config file is not UTF-8 text") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise BadInput(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}), got {_show(document)}")
+    unknown = [str(name) for name in document if name not in SECTIONS]
+    if unknown:
+        raise BadInput(f"{path}: unknown section(s) {', '.join(unknown)} (valid sections: {', '.join(SECTIONS)})")
+    for name, value in document.items():
+        if value is not None and not isinstance(value, dict):
+            raise BadInput(f"{path}: section {name}: expected a mapping of keys, got {_show(value)}")
+    return document
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, dotted key within the section, YAML-parsed value)."""
+    key, equals, value_text = text.partition("=")
+    section, dot, rest = key.strip().partition(".")
+    if not equals or not dot or not rest:
+        raise BadInput(f"--set {text}: expected SECTION.KEY=VALUE (e.g. tokenizer.vocab_size=8000)")
+    if section not in SECTIONS:
+        raise BadInput(f"--set {text}: unknown section {section!r} (valid sections: {', '.join(SECTIONS)})")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as exc:
+        raise BadInput(f"--set {text}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+    return section, rest, value
+
+
+def read_section(section: str, path=None, overrides=()) -> dict:
+    """The `section` of the file at `path` ({} when None) with the `--set` overrides for it applied.
+    Every override must parse and name a valid section, whichever section it is for."""
+    if section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r} (valid sections: {', '.join(SECTIONS)})")
+    document = read_config_file(path) if path is not None else {}
+    data = copy.deepcopy(document.get(section) or {})
+    for text in overrides or ():
+        name, key, value = parse_override(text)
+        if name == section:
+            _assign(data, key, value, f"--set {text}")
+    return data
+
+
+def load_section(model, section: str, path=None, overrides=(), flags=None):
+    """The typed, validated `section` of the config file at `path` (defaults when None), with
+    `--set` overrides (`section.key=value`, dotted for nested keys and list indices, YAML-parsed values;
+    overrides for other sections are ignored here but must name a valid section), then `flags`
+    (a dict of key -> value from explicit command-line flags; None values mean "not given") win.
+    `model` is a stdlib dataclass (or pydantic model) type. Unknown keys are BadInput naming the
+    full dotted key and listing the valid keys; type errors name the dotted key, expected type and value.
+    A dataclass's own `validate()` runs last (a ValueError from it becomes BadInput)."""
+    data = read_section(section, path, overrides)
+    given = {key: value for key, value in (flags or {}).items() if value is not None}
+    if given:  # a bad value in the file is reported even where a flag replaces it
+        _checked(model, section, data)
+        for key, value in given.items():
+            _assign(data, key, copy.deepcopy(value), f"{section}.{key}")
+    checked = _checked(model, section, data)
+    if isinstance(checked, model):  # a pydantic model validates itself
+        return checked
+    config = _adapter(model).validate_python(checked.model_dump(exclude_unset=True))
+    if callable(getattr(config, "validate", None)):
+        try:
+            config.validate()
+        except BadInput:
+            raise
+        except ValueError as exc:
+            raise BadInput(f"{section}: {exc}") from None
+    return config
+
+
+def _checked(model, section: str, data: dict):
+    """`data` validated by `model` (a pydantic model) or by the strict mirror of `model` (a dataclass)."""
+    is_pydantic = isinstance(model, type) and issubclass(model, pydantic.BaseModel)
+    try:
+        return (model if is_pydantic else _mirror(model)).model_validate(data)
+    except ValidationError as exc:
+        raise BadInput(_one_line(exc, section, data, model)) from None
+
+
+# --- applying overrides -----------------------------------------------------------------------
+
+
+def _assign(tree: dict, dotted: str, value, where: str) -> None:
+    """tree[a][b][0][c] = value for "a.b.0.c"; missing mappings are created, list items must exist."""
+    keys = dotted.split(".")
+    node: Any = tree
+    for depth, key in enumerate(keys):
+        here = ".".join(keys[:depth]) or "the section"
+        if key == "":
+            raise BadInput(f"{where}: empty key in {dotted!r}")
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise BadInput(f"{where}: {here} is a list of {len(node)} item(s); there is no item {key}")
+            if last:
+                node[int(key)] = value
+                return
+            node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+                return
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        else:
+            raise BadInput(f"{where}: {here} is {_show(node)}, not a mapping or a list")
+
+
+# --- validation: a strict pydantic mirror of the stage's dataclass ----------------------------
+
+
+def _int_like(value):
+    """YAML 1.1 reads `1e3` as a string; an integral number written so (or as 2.0) is an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else value
+    return value
+
+
+def _float_like(value):
+    """YAML 1.1 reads `1e-4` (no dot) as a string: accept number strings where a number is due."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _str_like(value):
+    """A path or a name that happens to be a number (a run dir `2024`) is its text."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+# Strict: `true` is neither an int nor a number, "abc" no int, 3 no list; the converters above run first.
+_SCALARS = {
+    int: Annotated[int, BeforeValidator(_int_like), Strict()],
+    float: Annotated[float, BeforeValidator(_float_like), Strict()],
+    str: Annotated[str, BeforeValidator(_str_like), Strict()],
+}
+_MIRROR_CONFIG = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
+
+
+def _mirror_type(hint):
+    if dataclasses.is_dataclass(hint):
+        return _mirror(hint)
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_mirror_type(arg) for arg in args)]
+    if origin in (list, tuple):  # YAML has lists only; the dataclass gets its tuple afterwards
+        return list[_mirror_type(args[0])] if args else list
+    if origin is dict and args:
+        return dict[_mirror_type(args[0]), _mirror_type(args[1])]
+    return hint
+
+
+@functools.cache
+def _mirror(cls) -> type[pydantic.BaseModel]:
+    """A pydantic model with `cls`'s fields, strict types and extra="forbid", nested dataclasses
+    mirrored too. Only the keys given are validated and then passed on, so `cls`'s own defaults
+    (and default factories) fill the rest."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is neither a dataclass nor a pydantic model")
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for item in dataclasses.fields(cls):
+        if item.init:
+            required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+            fields[item.name] = (_mirror_type(hints[item.name]), ... if required else None)
+    return pydantic.create_model(cls.__name__, __config__=_MIRROR_CONFIG, **fields)
+
+
+@functools.cache
+def _adapter(cls) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(cls)
+
+
+# --- one line from a ValidationError ----------------------------------------------------------
+
+_EXPECTED = {
+    "int_type": "int", "int_parsing": "int", "int_from_float": "int",
+    "float_type": "a number", "float_parsing": "a number",
+    "string_type": "str", "bool_type": "true or false", "bool_parsing": "true or false",
+    "list_type": "a list", "tuple_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "dataclass_type": "a mapping", "none_required": "null",
+}
+
+
+def _one_line(exc: ValidationError, section: str, data: dict, model) -> str:
+    unknown: dict[tuple, list[str]] = {}
+    others: dict[tuple, list[dict]] = {}
+    for error in exc.errors(include_url=False):
+        path = tuple(_data_path(data, error["loc"], error["type"]))
+        if error["type"] == "extra_forbidden":
+            unknown.setdefault(path[:-1], []).append(str(path[-1]))
+        else:
+            others.setdefault(path, []).append(error)
+    messages = []
+    for parent, keys in unknown.items():
+        where = _dotted(section, parent)
+        valid = _field_names(_type_at(model, parent))
+        messages.append(f"{where}: unknown key(s) {', '.join(keys)} ({', '.join(f'{where}.{k}' for k in keys)}); "
+                        f"valid keys: {', '.join(valid)}")
+    for path, errors in others.items():
+        where = _dotted(section, path)
+        kinds = [error["type"] for error in errors]
+        if "missing" in kinds:
+            messages.append(f"{where}: required")
+        elif all(kind in _EXPECTED for kind in kinds):
+            expected = " or ".join(dict.fromkeys(_EXPECTED[kind] for kind in kinds))
+            messages.append(f"{where}: expected {expected}, got {_show(errors[0]['input'])}")
+        else:
+            messages.append(f"{where}: {errors[0]['msg']}")
+    more = f"; and {len(messages) - 3} more" if len(messages) > 3 else ""
+    return "; ".join(messages[:3]) + more
+
+
+def _data_path(data, loc: tuple, kind: str) -> list:
+    """pydantic's location minus the names it gives union members ('str', 'list[str]', ...)."""
+    path, node = [], data
+    for position, item in enumerate(loc):
+        if isinstance(node, dict) and item in node:
+            path.append(item)
+            node = node[item]
+        elif isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+            path.append(item)
+            node = node[item]
+        elif kind == "missing" and position == len(loc) - 1:
+            path.append(item)
+    return path
+
+
+def _dotted(section: str, path) -> str:
+    return ".".join([section, *map(str, path)])
+
+
+def _unwrap(hint):
+    """The member of `X | None` (or of another union) that can hold keys or items."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        containers = [arg for arg in members if _field_names(arg) or typing.get_origin(arg) in (list, tuple, dict)]
+        return (containers or members)[0]
+    return hint
+
+
+def _type_at(model, path):
+    hint = model
+    for item in path:
+        hint = _unwrap(hint)
+        if dataclasses.is_dataclass(hint):
+            hint = typing.get_type_hints(hint)[item]
+        elif isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+            hint = hint.model_fields[item].annotation
+        elif typing.get_origin(hint) in (list, tuple):
+            hint = typing.get_args(hint)[0]
+        elif typing.get_origin(hint) is dict:
+            hint = typing.get_args(hint)[1]
+        else:
+            return None
+    return _unwrap(hint)
+
+
+def _field_names(hint) -> list[str]:
+    if dataclasses.is_dataclass(hint):
+        return [item.name for item in dataclasses.fields(hint) if item.init]
+    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+        return list(hint.model_fields)
+    return []
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
