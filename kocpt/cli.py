@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
         "train": ("tokenizer.train", "train Korean SentencePiece BPE pieces on corpus shards"),
         "merge": ("tokenizer.merge", "merge Korean pieces into the Llama-2 tokenizer"),
         "report": ("tokenizer.report", "compare a merged tokenizer with its base"),
+        "check": ("tokenizer.check", "validate any merged tokenizer: id agreement, unreachable/score-0 pieces"),
     },
     "checkpoints": {
         "resize": ("checkpoints.resize", "grow a HF Llama's vocabulary, initializing new rows"),

@@ -286,7 +286,8 @@ def merge_models(config: MergeConfig) -> tuple[ModelProto, MergeStats, ModelProt
 
 def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeStats, base: ModelProto) -> dict:
     """Write everything into a temporary sibling directory, verify, then rename into place."""
-    from tokenizer.report import EvalTexts, build_report, plot_report  # heavy imports (transformers)
+    from tokenizer.check import check as check_tokenizer, compact as compact_check  # heavy imports (transformers)
+    from tokenizer.report import EvalTexts, build_report, plot_report
 
     output = Path(config.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -303,6 +304,9 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
                           code_files=config.eval_code_files, max_lines=config.eval_max_lines)
         report = build_report(staging, base, texts, merge_stats=stats.__dict__)
         report["tokenizer"] = str(output)  # the directory it is renamed to below, not the staging one
+        checked = check_tokenizer(staging, resolve_model_path(config.base), config.eval_korean + config.eval_english,
+                                  code_files=config.eval_code_files, max_lines=config.eval_max_lines)
+        report["check"] = compact_check(checked)
         (staging / "report.json").write_text(_json(report), encoding="utf-8")
         if config.plot and report["korean"]:
             plot_report(report, staging / "report.png")
@@ -369,6 +373,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from tokenizer.report import summary_lines
 
     print("\n".join(summary_lines(report)))
+    print("tokenizer check: " + ("; ".join(report["check"]["defects"]) or "no defects") +
+          f" (details: kocpt tokenizer check {config.output} --base {config.base})")
     print(f"wrote {config.output}")
     return 0
 
