@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
     "pretrain": ("pretrain.train", "continued pretraining with Megatron-Core (run by torchrun)"),
     "plan": ("pretrain.plan", "memory and throughput plan for a pretraining config"),
     "eval": ("evaluation.run", "bits per character, tokenizer figures and lm-eval tasks"),
+    "export": {
+        "gguf": ("serving.gguf_export", "HF model -> GGUF with llama.cpp's own converter, checked in llama.cpp"),
+    },
     "demo": ("kocpt.demo", "run every stage on the embedded demo corpus and tiny model"),
 }
 
