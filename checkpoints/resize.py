@@ -82,6 +82,18 @@ def load_model_proto(path: Path, what: str):
     return proto, file
 
 
+def check_rows_match(model_path: Path, model_vocab: int, base, base_file: Path) -> None:
+    """The model must be the one its base tokenizer belongs to: one embedding row per base piece.
+
+    Otherwise ids past the model's rows would get made-up rows (or FVT would index past the table).
+    """
+    if model_vocab != len(base.pieces):
+        raise BadInput(
+            f"{model_path}: the model has {model_vocab:,} vocabulary rows but the base tokenizer {base_file} has "
+            f"{len(base.pieces):,} pieces; resize needs the model that tokenizer belongs to (rows == pieces)"
+        )
+
+
 def check_extends(merged, merged_file: Path, base, base_file: Path, model_vocab: int) -> None:
     """The merged tokenizer keeps the base tokenizer's pieces at the same ids."""
     n = min(len(base.pieces), model_vocab)
@@ -121,6 +133,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     if config.base_tokenizer is None and not (hf.path / "tokenizer.model").is_file():
         raise BadInput(f"{hf.path}: no tokenizer.model to compare the merged tokenizer with (pass --base-tokenizer)")
     base, base_file = load_model_proto(Path(base_path), "--base-tokenizer")
+    check_rows_match(hf.path, old_vocab, base, base_file)
     check_extends(merged, merged_file, base, base_file, old_vocab)
 
     new_vocab = len(merged.pieces)

@@ -1,7 +1,11 @@
 """Run the Korean lm-eval-harness tasks in `evaluation/tasks/` on a model that is already in memory.
 
-Tasks: korsts, kornli, nsmc (default data: ../shared/data/ko-eval) and the five KoBEST tasks
-`kobest_{boolq,copa,sentineg,wic,hellaswag}_local` on a local JSON Lines copy of skt/kobest_v1.
+Tasks: korsts, kornli, nsmc (default data: ../shared/data/ko-eval), the five KoBEST tasks
+`kobest_{boolq,copa,sentineg,wic,hellaswag}_local` on a local JSON Lines copy of skt/kobest_v1, and
+`klue_sts` / `klue_nli` on KLUE's v1.1 release files (`klue-{sts,nli}-v1.1_dev.json`). Any task in
+lm-eval's own registry runs too (`kobest_boolq`, `kmmlu`, `haerae`, `belebele_kor_Hang`, ...); one whose
+data cannot be loaded (no network and no cached copy) is skipped with a line saying why, and the rest run.
+Each task's chance level (uniform guessing on the same documents, `evaluation/chance.py`) comes with it.
 The YAMLs are ordinary lm-eval task configs (`lm_eval --include_path evaluation/tasks --tasks korsts`
 works from the repository root). Their data files default to `../shared/data/ko-eval`; here each
 task's `data_files` can point at a user's own copy (`--task-data nsmc=ratings_test.txt`). Other
@@ -27,7 +31,7 @@ from evaluation import BadInput
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 DEFAULT_TASKS = ("korsts", "kornli", "nsmc")
 # The figures that go in the report for each task (lm-eval reports them as "<metric>,none").
-HEADLINE_METRICS = {"korsts": ("spearman", "acc"), "kobest_hellaswag_local": ("acc", "acc_norm")}
+HEADLINE_METRICS = {"korsts": ("spearman", "acc"), "klue_sts": ("pearson", "f1"), "kobest_hellaswag_local": ("acc", "acc_norm")}
 
 
 def go_offline() -> None:
@@ -140,23 +144,52 @@ def run_tasks(
                            "folder, set dataset_path there and run it with lm_eval --include_path")
         resolved.append(name)
 
-    device = next(model.parameters()).device
-    # The tokenizer's own special-token rule applies (Llama: BOS first), as in lm-eval's defaults.
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device), max_length=max_length)
-    try:
-        output = lm_eval.simple_evaluate(model=lm, tasks=resolved, task_manager=manager, limit=limit,
-                                         bootstrap_iters=1000, log_samples=False, num_fewshot=0)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        # process_docs raises ValueError naming the task and the missing column; keep it to one line
-        raise BadInput(f"lm-eval: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    built, skipped, chance = load_tasks(manager, resolved, limit)
+    output: dict = {"results": {}}
+    if built:
+        device = next(model.parameters()).device
+        # The tokenizer's own special-token rule applies (Llama: BOS first), as in lm-eval's defaults.
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device), max_length=max_length)
+        try:
+            output = lm_eval.simple_evaluate(model=lm, tasks=built, task_manager=manager, limit=limit,
+                                             bootstrap_iters=1000, log_samples=False, num_fewshot=0)
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            # process_docs raises ValueError naming the task and the missing column; keep it to one line
+            raise BadInput(f"lm-eval: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return {
         "results": {task: _clean(metrics) for task, metrics in output["results"].items()},
+        "chance": {task: levels for task, levels in chance.items() if task in output["results"]},
+        "skipped": skipped,
         "n_samples": output.get("n-samples", {}),
         "versions": output.get("versions", {}),
         "limit": limit,
         "data_files": {s["task"]: s["dataset_kwargs"]["data_files"] for s in resolved if isinstance(s, dict)},
         "lm_eval_version": output.get("lm_eval_version"),
     }
+
+
+def load_tasks(manager, specs: list, limit) -> tuple[list, dict[str, str], dict[str, dict]]:
+    """Build each task (its data loaded) on its own: (Task/Group objects, {skipped task: why}, chance levels).
+
+    A registry task whose data cannot be loaded (no network, no cached copy) is skipped with its reason so
+    the others still run; our own tasks read files the user named, so their errors stay errors.
+    """
+    from evaluation.chance import chance_levels
+
+    built, skipped, chance = [], {}, {}
+    for spec in specs:
+        name = spec if isinstance(spec, str) else spec["task"]
+        try:
+            loaded = manager.load([spec])
+        except Exception as exc:  # datasets raises ConnectionError, FileNotFoundError, ValueError, ... by source
+            if not isinstance(spec, str):
+                raise BadInput(f"lm-eval: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            skipped[name] = f"cannot load its data ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
+            continue
+        groups = loaded.get("groups", {})
+        built += [groups[name]] if name in groups else list(loaded["tasks"].values())
+        chance.update(chance_levels(loaded, limit))
+    return built, skipped, chance
 
 
 def _clean(metrics: dict) -> dict:

@@ -181,13 +181,19 @@ def markdown(result: dict) -> str:
         for model in models:
             lines.append(f"| **{model['label']}** | " + " | ".join(
                 _fmt((model.get("tasks") or {}).get(task, {}).get(metric)) for task, metric in tasks) + " |")
+        chance = {}
+        for model in models:
+            for task, levels in (model.get("task_chance") or {}).items():
+                chance.setdefault(task, levels)
+        lines.append("| *chance* | " + " | ".join(_fmt(chance.get(task, {}).get(metric)) for task, metric in tasks) + " |")
         lines.append("")
         samples = next((m.get("task_samples") for m in models if m.get("task_samples")), {}) or {}
         counts = ", ".join(f"{task} {n.get('effective', '?'):,} of {n.get('original', '?'):,}" for task, n in samples.items())
-        lines.append("Log-likelihood multiple choice on local files"
-                     f"{f' (documents: {counts})' if counts else ''}. korsts spearman: rank correlation of "
-                     "log P(예) - log P(아니오) with the gold similarity; acc: accuracy; f1: macro F1. "
-                     "Chance: korsts/nsmc acc 0.5, kornli acc 0.33.")
+        lines.append("Zero-shot log-likelihood multiple choice"
+                     f"{f' (documents: {counts})' if counts else ''}. korsts/klue_sts spearman, pearson: correlation "
+                     "of log P(예) - log P(아니오) with the gold similarity; acc: accuracy; f1: macro F1. Chance: "
+                     "the score of guessing uniformly at random on the same documents (acc: mean 1/choices; f1: "
+                     "expected macro F1; correlations: 0).")
         lines.append("")
     tok = result.get("tokenizer")
     if tok:

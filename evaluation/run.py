@@ -158,10 +158,16 @@ def evaluate_model(spec: ModelSpec, config: EvalConfig, texts: dict[str, dict[st
         tasks = run_tasks(model, tokenizer, config.tasks, task_data=config.task_data, limit=config.limit,
                           batch_size=config.batch_size, max_length=config.context)
         entry["tasks"] = tasks["results"]
+        entry["task_chance"] = tasks["chance"]
+        entry["tasks_skipped"] = tasks["skipped"]
         entry["task_samples"] = tasks["n_samples"]
         entry["task_data"] = tasks["data_files"]
+        for task, why in tasks["skipped"].items():
+            print(f"  {spec.label}: task {task} skipped: {why}", flush=True)
         for task, metrics in tasks["results"].items():
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None and not k.endswith("stderr"))
+            chance = tasks["chance"].get(task, {})
+            shown = ", ".join(f"{k} {v:.4f}" + (f" (chance {chance[k]:.4f})" if k in chance else "")
+                              for k, v in metrics.items() if v is not None and not k.endswith("stderr"))
             print(f"  {spec.label}: {task}: {shown}", flush=True)
     if config.prompts and config.max_new_tokens:
         entry["generation"] = generate_samples(model, tokenizer, config.prompts, config.max_new_tokens)
@@ -266,6 +272,10 @@ def run(args: argparse.Namespace) -> dict:
     for i, spec in enumerate(specs, 1):
         print(f"[{i}/{len(specs)}] evaluating {spec.label}: {spec.model}", flush=True)
         models.append(evaluate_model(spec, config, texts, progress=not args.no_progress))
+        for task, why in (models[-1].get("tasks_skipped") or {}).items():
+            note = f"task {task} skipped: {why}"
+            if note not in notes:
+                notes.append(note)
 
     result = {
         "settings": {**dataclasses.asdict(config)},

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
         "train": ("tokenizer.train", "train Korean SentencePiece BPE pieces on corpus shards"),
         "merge": ("tokenizer.merge", "merge Korean pieces into the Llama-2 tokenizer"),
         "report": ("tokenizer.report", "compare a merged tokenizer with its base"),
+        "check": ("tokenizer.check", "validate any merged tokenizer: id agreement, unreachable/score-0 pieces"),
     },
     "checkpoints": {
         "resize": ("checkpoints.resize", "grow a HF Llama's vocabulary, initializing new rows"),
@@ -29,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
     "pretrain": ("pretrain.train", "continued pretraining with Megatron-Core (run by torchrun)"),
     "plan": ("pretrain.plan", "memory and throughput plan for a pretraining config"),
     "eval": ("evaluation.run", "bits per character, tokenizer figures and lm-eval tasks"),
+    "export": {
+        "gguf": ("serving.gguf_export", "HF model -> GGUF with llama.cpp's own converter, checked in llama.cpp"),
+    },
     "demo": ("kocpt.demo", "run every stage on the embedded demo corpus and tiny model"),
 }
 

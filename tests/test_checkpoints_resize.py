@@ -184,3 +184,18 @@ def test_bad_inputs_fail_with_one_line(work, tmp_path, capsys):
     capsys.readouterr()
     err = _fail(["--model", str(model), "--tokenizer", str(merged), "--output", str(tmp_path / "o5")], capsys)
     assert "already exists" in err
+
+
+@pytest.mark.parametrize("init", ["fvt", "mean", "random"])
+def test_model_rows_must_match_the_base_tokenizer(work, tmp_path, capsys, init):
+    # A 1,000-row model with Llama-2's 32,000-piece tokenizer: refused before anything is written
+    # (fvt used to die with an IndexError, mean wrote 31,000 made-up rows for real Llama tokens).
+    config = tiny_llama_config(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                               num_attention_heads=2)
+    model = write_tiny_llama(tmp_path / "model-1000", config)
+    shutil.copy(LLAMA2_TOKENIZER, model / "tokenizer.model")
+    out = tmp_path / "out"
+    capsys.readouterr()  # the model writer's progress bar
+    err = _fail(["--model", str(model), "--tokenizer", str(work["merged"]), "--output", str(out), "--init", init], capsys)
+    assert "1,000 vocabulary rows" in err and "32,000 pieces" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))

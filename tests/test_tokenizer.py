@@ -454,6 +454,31 @@ def test_merge_bad_inputs(ko16k, small_unigram, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
+def test_merge_refuses_swapped_unigram_and_empty_inputs(ko16k, small_unigram, tmp_path, capsys):
+    def fails(argv, *needles):
+        code, _, err = run_main(merge_cmd.main, argv + ["--output", str(tmp_path / "out"), "--no-plot"], capsys)
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        for needle in needles:
+            assert needle in err, err
+
+    # The Korean model as --base (it used to write a "merged" 16,000-piece tokenizer with +0 pieces).
+    fails(["--base", str(ko16k), "--add", str(LLAMA)], "16,000 pieces", "32,000", "swapped")
+    # A unigram --add: refused with the reason, even when its normalizer is waved through...
+    fails(["--base", str(LLAMA), "--add", str(small_unigram), "--allow-normalizer-mismatch"], "UNIGRAM", "BPE",
+          "--mode chinese-llama")
+    # ...and a merge that adds nothing is an error in both modes.
+    fails(["--base", str(LLAMA), "--add", str(LLAMA)], "nothing to add", "present 31,741", "special 259")
+    fails(["--base", str(LLAMA), "--add", str(LLAMA), "--mode", "chinese-llama"], "nothing to add")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_report_names_the_final_directory(merged_dir):
+    report = json.loads((merged_dir / "report.json").read_text())
+    assert Path(report["tokenizer"]) == merged_dir.resolve()
+
+
 def test_overwrite_replaces_directory_atomically(ko16k, tmp_path):
     out = tmp_path / "tok"
     out.mkdir()

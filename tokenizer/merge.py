@@ -32,11 +32,13 @@ import numpy as np
 from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput, hangul_nfc
 from tokenizer.config import TokenizerConfig
-from tokenizer.hf_export import byte_pieces_ok, write_hf_files
+from tokenizer.hf_export import write_hf_files
+from tokenizer.merge_checks import (
+    check_added, check_added_size, check_added_type, check_adds_something, check_base,
+)
 from tokenizer.reachability import unreachable
 from tokenizer.spm_model import (
-    BPE, CONTROL, NORMAL, ModelProto, has_digit, is_hangul, load_model, model_type_name,
-    resolve_model_path, write_bytes_atomic, _umask,
+    CONTROL, NORMAL, ModelProto, has_digit, is_hangul, load_model, resolve_model_path, write_bytes_atomic, _umask,
 )
 
 MODES = ("safe", "chinese-llama")
@@ -62,42 +64,6 @@ class MergeStats:
     merged_pieces: int = 0
     hangul_nfc: bool = False
     seconds: float = 0.0
-
-
-# ---------------------------------------------------------------------------------------------- checks
-
-def check_base(proto: ModelProto, path: str | Path) -> None:
-    if proto.trainer_spec.model_type != BPE:
-        raise BadInput(f"{path}: base is a {model_type_name(proto)} model; the merge needs a SentencePiece BPE base "
-                       "with byte_fallback (like Llama-2's tokenizer.model)")
-    if not proto.trainer_spec.byte_fallback or not byte_pieces_ok(proto):
-        raise BadInput(f"{path}: base has no byte fallback (byte_fallback off or <0x00>..<0xFF> pieces missing); "
-                       "Korean text it cannot cover would become <unk>")
-
-
-def normalizer_signature(proto: ModelProto) -> tuple:
-    spec = proto.normalizer_spec
-    return (spec.name, spec.precompiled_charsmap, spec.add_dummy_prefix, spec.remove_extra_whitespaces,
-            spec.escape_whitespaces)
-
-
-def check_added(proto: ModelProto, path: str | Path, base: ModelProto) -> None:
-    """An added model must see text the way the base does, or its pieces may never match."""
-    mine, theirs = proto.normalizer_spec, base.normalizer_spec
-    if normalizer_signature(proto) != normalizer_signature(base):
-        what = []
-        if (mine.name, mine.precompiled_charsmap) != (theirs.name, theirs.precompiled_charsmap):
-            what.append(f"normalizer {mine.name!r} vs the base's {theirs.name!r}: its pieces were learned on "
-                        f"{mine.name}-normalized text (e.g. NFKC turns ㅋ U+314B into ᄏ U+110F), which the base's "
-                        "input never contains, so such pieces would never match")
-        if mine.add_dummy_prefix != theirs.add_dummy_prefix:
-            what.append(f"add_dummy_prefix={mine.add_dummy_prefix} vs {theirs.add_dummy_prefix} (word-initial '▁' pieces differ)")
-        if mine.remove_extra_whitespaces != theirs.remove_extra_whitespaces:
-            what.append(f"remove_extra_whitespaces={mine.remove_extra_whitespaces} vs {theirs.remove_extra_whitespaces}")
-        if mine.escape_whitespaces != theirs.escape_whitespaces:
-            what.append(f"escape_whitespaces={mine.escape_whitespaces} vs {theirs.escape_whitespaces}")
-        raise BadInput(f"{path}: added model's normalizer differs from the base's: {'; '.join(what)}. "
-                       "Retrain it with tokenizer/train.py (identity normalization) or pass --allow-normalizer-mismatch")
 
 
 # ---------------------------------------------------------------------------------------------- scores
@@ -305,13 +271,16 @@ def merge_models(config: MergeConfig) -> tuple[ModelProto, MergeStats, ModelProt
     added = []
     for path in config.add:
         model = load_model(path)
+        check_added_size(model, path, base, resolve_model_path(config.base))
         if config.mode == "safe" and not config.allow_normalizer_mismatch:
             check_added(model, path, base)
+        check_added_type(model, path, config.mode)
         added.append(model)
     if config.mode == "safe":
         merged, stats = merge_safe(base, added, config.script, config.max_added, config.hangul_nfc)
     else:
         merged, stats = merge_chinese_llama(base, added)
+    check_adds_something(stats, config.add)
     if config.add_special:
         add_special(merged, config.add_special, stats)
     stats.seconds = round(time.perf_counter() - started, 2)
@@ -320,7 +289,8 @@ def merge_models(config: MergeConfig) -> tuple[ModelProto, MergeStats, ModelProt
 
 def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeStats, base: ModelProto) -> dict:
     """Write everything into a temporary sibling directory, verify, then rename into place."""
-    from tokenizer.report import EvalTexts, build_report, plot_report  # heavy imports (transformers)
+    from tokenizer.check import check as check_tokenizer, compact as compact_check  # heavy imports (transformers)
+    from tokenizer.report import EvalTexts, build_report, plot_report
 
     output = Path(config.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +306,10 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
         texts = EvalTexts(korean=config.eval_korean, english=config.eval_english,
                           code_files=config.eval_code_files, max_lines=config.eval_max_lines)
         report = build_report(staging, base, texts, merge_stats=stats.__dict__)
+        report["tokenizer"] = str(output)  # the directory it is renamed to below, not the staging one
+        checked = check_tokenizer(staging, resolve_model_path(config.base), config.eval_korean + config.eval_english,
+                                  code_files=config.eval_code_files, max_lines=config.eval_max_lines)
+        report["check"] = compact_check(checked)
         (staging / "report.json").write_text(_json(report), encoding="utf-8")
         if config.plot and report["korean"]:
             plot_report(report, staging / "report.png")
@@ -420,6 +394,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from tokenizer.report import summary_lines
 
     print("\n".join(summary_lines(report)))
+    print("tokenizer check: " + ("; ".join(report["check"]["defects"]) or "no defects") +
+          f" (details: kocpt tokenizer check {config.output} --base {config.base})")
     print(f"wrote {config.output}")
     return 0
 

@@ -57,6 +57,33 @@ def kornli_choices(doc) -> list[str]:
     return [f"{premise}, 맞죠? {word}, {doc['sentence2']}" for word in ("네", "또한", "아니요")]
 
 
+def klue_sts_docs(dataset):
+    """KLUE v1.1 STS: `labels` is {"label": .., "real-label": 0-5, "binary-label": 0/1}."""
+    _require(dataset, ["sentence1", "sentence2", "labels"], "klue_sts")
+
+    def fix(doc):
+        labels = doc["labels"]
+        if not isinstance(labels, dict) or "real-label" not in labels or "binary-label" not in labels:
+            raise ValueError(f"klue_sts: labels must hold real-label and binary-label, got {labels!r}")
+        return {"sentence1": str(doc["sentence1"]), "sentence2": str(doc["sentence2"]),
+                "score": float(labels["real-label"]), "label": int(labels["binary-label"])}
+
+    return dataset.map(fix)
+
+
+def klue_nli_docs(dataset):
+    _require(dataset, ["premise", "hypothesis", "gold_label"], "klue_nli")
+
+    def fix(doc):
+        label = doc["gold_label"]
+        if label not in NLI_LABELS:
+            raise ValueError(f"klue_nli: unknown gold_label {label!r} (expected one of {NLI_LABELS})")
+        return {"sentence1": str(doc["premise"]).strip(), "sentence2": str(doc["hypothesis"]).strip(),
+                "label": NLI_LABELS.index(label)}
+
+    return dataset.map(fix)
+
+
 def nsmc_docs(dataset):
     _require(dataset, ["document", "label"], "nsmc")
     return dataset.map(lambda doc: {"document": str(doc["document"]), "label": int(doc["label"])})

@@ -1,0 +1,188 @@
+"""`kocpt export gguf`: a Hugging Face Llama directory -> GGUF, with llama.cpp's own converter.
+
+    kocpt export gguf --model final/ --output model-f16.gguf --outtype f16
+    llama-quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M          # llama.cpp's tools
+    llama-cli -m model-q4_k_m.gguf -p "대한민국의 수도는" -n 64
+
+The converter is `convert_hf_to_gguf.py` of the llama.cpp release vendored in the `llama-cpp-python`
+sdist pinned below, fetched once with pip and cached (`$KOCPT_CACHE`, default ~/.cache/kocpt);
+`--llama-cpp DIR` uses your own llama.cpp checkout instead. Nothing of the conversion is ours. Before
+the file is renamed into place its vocabulary is read back (gguf-py) and compared with the model's
+`tokenizer.model`; with `llama-cpp-python` installed (`pip install 'kocpt[gguf]'`) llama.cpp itself then
+checks token ids and log-probabilities against the Hugging Face model (`serving/gguf_check.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python serving/gguf_export.py`: import the package, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from serving import BadInput
+
+LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp's sources, converter included
+OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+_SOURCES = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KOCPT_CACHE") or Path.home() / ".cache" / "kocpt")
+
+
+def llama_cpp_sources(cache: Path | None = None) -> Path:
+    """The converter's folder (convert_hf_to_gguf.py, conversion/, gguf-py/), fetched from the sdist once."""
+    target = (cache or cache_dir()) / f"llama.cpp-{LLAMA_CPP_PYTHON}"
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama.cpp-") as tmp:
+        print(f"fetching llama-cpp-python {LLAMA_CPP_PYTHON}'s sdist for llama.cpp's converter (once; cached in {target})",
+              flush=True)
+        result = subprocess.run([sys.executable, "-m", "pip", "download", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
+                                 "--no-binary", ":all:", "--no-deps", "--quiet", "-d", tmp], capture_output=True, text=True)
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if result.returncode != 0 or not archives:
+            last = (result.stderr.strip().splitlines() or ["no archive"])[-1]
+            raise BadInput(f"cannot fetch llama-cpp-python {LLAMA_CPP_PYTHON} with pip ({last}); "
+                           "pass --llama-cpp DIR, a llama.cpp checkout")
+        prefix = f"{archives[0].name[: -len('.tar.gz')]}/vendor/llama.cpp/"
+        unpacked = Path(tmp) / "llama.cpp"
+        with tarfile.open(archives[0]) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith(prefix)
+                       and any(m.name[len(prefix):].startswith(s) for s in _SOURCES)]
+            for member in members:
+                member.name = member.name[len(prefix):]
+            archive.extractall(unpacked, members=members, filter="data")
+        unpacked.rename(target)
+    return target
+
+
+def converter(llama_cpp: str | Path | None) -> tuple[Path, Path]:
+    """(convert_hf_to_gguf.py, its gguf-py folder) of a checkout or of the cached sdist."""
+    root = Path(llama_cpp) if llama_cpp else llama_cpp_sources()
+    script = root / "convert_hf_to_gguf.py"
+    if not script.is_file():
+        raise BadInput(f"{root}: no convert_hf_to_gguf.py (not a llama.cpp checkout)")
+    return script, root / "gguf-py"
+
+
+def check_model(model: Path) -> tuple[int, list[str]]:
+    """(embedding rows, tokenizer pieces) after checking the directory is a Llama this project can export."""
+    from tokenizer.spm_model import load_model
+
+    config_file = model / "config.json"
+    if not config_file.is_file():
+        raise BadInput(f"{model}: not a Hugging Face model directory (no config.json)")
+    config = json.loads(config_file.read_text())
+    if config.get("model_type") != "llama":
+        raise BadInput(f"{model}: model_type {config.get('model_type')!r}; this export handles Llama models")
+    if not (model / "tokenizer.model").is_file():
+        raise BadInput(f"{model}: no tokenizer.model (llama.cpp's converter reads the SentencePiece model)")
+    pieces = [p.piece for p in load_model(model / "tokenizer.model").pieces]
+    rows = int(config.get("vocab_size", 0))
+    if rows != len(pieces):
+        raise BadInput(f"{model}: {rows:,} vocabulary rows but tokenizer.model has {len(pieces):,} pieces; the converter "
+                       "would turn the difference into [PAD] tokens llama.cpp can generate (export a model whose rows "
+                       "equal its pieces: `kocpt checkpoints convert --to hf` drops Megatron's padding)")
+    return rows, pieces
+
+
+def gguf_vocabulary(path: Path, gguf_py: Path) -> list[str]:
+    sys.path.insert(0, str(gguf_py))
+    try:
+        from gguf import GGUFReader
+    finally:
+        sys.path.remove(str(gguf_py))
+    field = GGUFReader(str(path)).fields["tokenizer.ggml.tokens"]
+    return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+
+
+def export(model: str | Path, output: str | Path, outtype: str = "f16", llama_cpp: str | Path | None = None,
+           overwrite: bool = False) -> dict:
+    model, output = Path(model), Path(output)
+    if outtype not in OUTTYPES:
+        raise BadInput(f"--outtype {outtype!r}: expected one of {', '.join(OUTTYPES)}")
+    if output.exists() and not overwrite:
+        raise BadInput(f"{output}: exists (pass --overwrite to replace it)")
+    rows, pieces = check_model(model)
+    script, gguf_py = converter(llama_cpp)
+    started = time.perf_counter()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(gguf_py), os.environ.get("PYTHONPATH", "")])}
+        result = subprocess.run([sys.executable, str(script), str(model), "--outfile", str(tmp), "--outtype", outtype],
+                                capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no output"]
+            raise BadInput(f"llama.cpp's converter failed on {model}: {lines[-1]}")
+        tokens = gguf_vocabulary(tmp, gguf_py)
+        if tokens != pieces:
+            first = next((i for i, (a, b) in enumerate(zip(tokens, pieces)) if a != b), min(len(tokens), len(pieces)))
+            raise BadInput(f"{output}: the GGUF vocabulary ({len(tokens):,} tokens) differs from tokenizer.model "
+                           f"({len(pieces):,} pieces) at id {first}")
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o666 & ~mask)  # mkstemp's 0600 would make the GGUF private to the exporting user
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"model": str(model), "output": str(output), "outtype": outtype, "converter": str(script),
+            "vocab": len(tokens), "model_rows": rows, "bytes": output.stat().st_size,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Turn a Hugging Face Llama directory into a GGUF file with llama.cpp's "
+                                     "own convert_hf_to_gguf.py, then check it with llama.cpp when llama-cpp-python is "
+                                     "installed.", epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model)")
+    parser.add_argument("--output", required=True, metavar="FILE.gguf", help="GGUF file to write")
+    parser.add_argument("--outtype", choices=OUTTYPES, default="f16", help="tensor type (default: %(default)s)")
+    parser.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout (default: the pinned release, cached)")
+    parser.add_argument("--texts", action="append", default=[], metavar="FILE", help="texts for the llama.cpp id check (repeatable)")
+    parser.add_argument("--no-check", dest="check", action="store_false", help="skip the llama.cpp check")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        for path in args.texts:
+            if not Path(path).is_file():
+                raise BadInput(f"{path}: file not found")
+        report = export(args.model, args.output, args.outtype, args.llama_cpp, args.overwrite)
+        print(f"wrote {report['output']} ({report['outtype']}, {report['bytes'] / 2**20:.1f} MiB, "
+              f"{report['vocab']:,} tokens = tokenizer.model) in {report['seconds']:.1f} s", flush=True)
+        if not args.check:
+            return 0
+        from serving.gguf_check import check_gguf, llama_cpp_available, summary_lines
+
+        if not llama_cpp_available():
+            print("llama.cpp check: not run (pip install 'kocpt[gguf]' for llama-cpp-python)")
+            return 0
+        checked = check_gguf(args.output, args.model, args.texts)
+    except BadInput as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(summary_lines(checked)))
+    return 1 if checked["defects"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
