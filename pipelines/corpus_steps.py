@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from corpus.clean import clean_document, text_key
+from corpus.encodings import MOSTLY_UNDECODABLE
 from corpus.filters import QualityConfig
 from corpus.minhash import (
     MinHashConfig,
@@ -32,6 +33,7 @@ from corpus.records import BadFile, ReadOptions, read_input
 from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
 
 BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
+MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
 NAMESPACE = "kocpt.corpus"
 
 
@@ -43,10 +45,12 @@ class ReadInputFn(beam.DoFn):
     """One input → documents, and rejects for unparseable records.
 
     An input is ("file", path) for anything Beam's FileSystems can open, or ("dataset", spec) for
-    a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`).
+    a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`). Each text or
+    JSONL file also yields (path, report) to FILES: the encoding used and the undecodable lines.
     """
 
     REJECTED = "rejected"
+    FILES = "files"
 
     def __init__(self, options: ReadOptions, skip_bad_files: bool):
         self.options = options
@@ -61,10 +65,13 @@ class ReadInputFn(beam.DoFn):
                     read += 1
                     yield self._emit(kind_record)
                 return
+            report: dict = {}
             with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                for kind_record in read_input(name, stream, self.options):
+                for kind_record in read_input(name, stream, self.options, report):
                     read += 1
                     yield self._emit(kind_record)
+            if report:
+                yield beam.pvalue.TaggedOutput(self.FILES, (name, report))
         except BadFile as exc:
             if not self.skip_bad_files:
                 # Beam wraps worker errors in long tracebacks; main() finds this marker and prints one line.
@@ -315,10 +322,24 @@ class WriteShards(beam.PTransform):
         )
 
 
+def undecodable_files(file_reports: list[tuple[str, dict]]) -> list[dict]:
+    """Files most of whose lines did not decode, with the share and an encoding that would read them."""
+    problems = []
+    for name, report in sorted(file_reports):
+        if report["lines"] and report["undecodable"] / report["lines"] > MOSTLY_UNDECODABLE:
+            problems.append({
+                "file": name, "encoding": report["encoding"], "lines": report["lines"],
+                "undecodable": report["undecodable"], "share": round(report["undecodable"] / report["lines"], 4),
+                "suggested_encoding": report.get("suggested_encoding"),
+            })
+    return problems
+
+
 def write_manifest_and_stats(
-    _, staging_dir, run_info, shard_entries, rejected_entries, outcome_counts, pii_counts, read_docs, read_rejects
+    _, staging_dir, run_info, shard_entries, rejected_entries, outcome_counts, pii_counts, read_docs, read_rejects,
+    file_reports=(),
 ):
-    """The job's last step: `stats.json` (counts that must add up) and `manifest.json`."""
+    """The job's last step: `stats.json` (counts that must add up) and the pending manifest."""
     rejected: dict[str, int] = {}
     dropped: dict[str, int] = {}
     for name, count in outcome_counts:
@@ -333,6 +354,9 @@ def write_manifest_and_stats(
         "rejected": dict(sorted(rejected.items())),
         "pii_replaced": dict(sorted(pii_counts)),
     }
+    problems = undecodable_files(list(file_reports))
+    if problems:
+        stats["undecodable_files"] = problems
     balance = kept + sum(dropped.values()) + sum(rejected.values())
     stats["conservation"] = {"holds": balance == input_records, "kept + dropped + rejected": balance}
     if balance != input_records:  # a bug, never bad input: fail rather than publish wrong counts
@@ -342,8 +366,9 @@ def write_manifest_and_stats(
         "documents": kept,
         "shards": sorted(shard_entries, key=lambda entry: entry["file"]),
         "rejected": sorted(rejected_entries, key=lambda entry: entry["file"]),
+        "encodings": {name: report["encoding"] for name, report in sorted(file_reports)},
     }
-    for name, payload in (("stats.json", stats), ("manifest.json", manifest)):
+    for name, payload in (("stats.json", stats), (MANIFEST_PENDING, manifest)):
         path = FileSystems.join(staging_dir, name)
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             handle.write((json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))

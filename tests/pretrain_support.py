@@ -11,6 +11,8 @@ from pathlib import Path
 
 import zstandard
 
+from corpus.shards import shard_entry
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LLAMA2_TOKENIZER = SHARED_DATA / "llama2-tokenizer" / "tokenizer.model"
 KO_TRAIN = SHARED_DATA / "ko-train"
@@ -44,8 +46,9 @@ def write_shards(directory: Path, texts: list[str], num_shards: int, source: str
         docs.sort(key=lambda d: d["id"])
         path = shards_dir / f"part-{number:05d}-of-{num_shards:05d}.jsonl.zst"
         payload = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode()
-        path.write_bytes(zstandard.ZstdCompressor().compress(payload))
-        entries.append({"path": path.name, "documents": len(docs)})
+        data = zstandard.ZstdCompressor().compress(payload)
+        path.write_bytes(data)
+        entries.append(shard_entry(f"shards/{path.name}", len(docs), data))
     (directory / "manifest.json").write_text(json.dumps({"shards": entries}))
     return per_shard
 
