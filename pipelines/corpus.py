@@ -30,10 +30,12 @@ from dataclasses import replace
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from corpus.components import rounds_for
 from corpus.config import CorpusConfig, load_corpus_config
 from corpus.encodings import ENCODINGS
 from corpus.records import HF_PREFIX, SUPPORTED_TYPES, input_format, is_hf_dataset_dir
 from pipelines import corpus_steps as steps
+from pipelines.clustering import JOB_ERROR_MARKER
 from pipelines.runner import (
     UsageError,
     is_local,
@@ -167,7 +169,9 @@ def build_pipeline(
     input_bytes = sum(size for _, _, size in inputs)
     if config.near_dedup:
         partitions = max(1, math.ceil(input_bytes / (64 * MIB)))
-        drop = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions)
+        # A document takes at least two bytes (a character and a line end); a hub dataset's size is unknown.
+        max_documents = input_bytes // 2 if input_bytes else 1 << 40
+        drop = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions, rounds_for(max_documents))
     else:
         drop = pipeline | "NoNearDuplicates" >> beam.Create([])
     written = (docs, drop) | "Shards" >> steps.WriteShards(staging, "shards", num_shards, config.zstd_level)
@@ -282,6 +286,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     except Exception as exc:  # Beam wraps worker errors; a bad input file is still one line
         message = str(exc)
+        if JOB_ERROR_MARKER in message:
+            line = message.split(JOB_ERROR_MARKER, 1)[1].splitlines()[0].strip().rstrip("'\"")
+            print(f"{prog}: error: {line} (workers' log: {log_path})" if log_path else f"{prog}: error: {line}",
+                  file=sys.stderr)
+            return 1
         if steps.BAD_FILE_MARKER in message:
             line = message.split(steps.BAD_FILE_MARKER, 1)[1].splitlines()[0].strip().rstrip("'\"")
             print(f"{prog}: error: {line} (use --skip-bad-files to record it in rejected/ and go on)", file=sys.stderr)

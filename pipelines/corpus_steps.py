@@ -26,11 +26,11 @@ from corpus.minhash import (
     MinHasher,
     band_hashes,
     candidate_pairs,
-    connected_components,
     estimated_jaccard,
 )
 from corpus.records import BadFile, ReadOptions, read_input
 from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
+from pipelines.clustering import ConnectedComponents
 
 BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
@@ -201,24 +201,19 @@ class _VerifyFn(beam.DoFn):
                 yield (other_id, doc_id)
 
 
-def _removals(edges):
-    """All verified pairs → (id, kept id) for every document that is not its cluster's smallest."""
-    for doc_id, root in sorted(connected_components(edges).items()):
-        yield (doc_id, root)
-
-
 class NearDedup(beam.PTransform):
     """MinHash LSH near-duplicate detection → (id, kept id) for every document to drop.
 
     Candidates come from LSH buckets, are verified on full signatures (two joins by id), and the
-    verified pairs are merged into connected components on one worker (see
-    `corpus.minhash.connected_components` for how far that scales).
+    verified pairs are merged into clusters over workers in `rounds` rounds of GroupByKey
+    (`pipelines.clustering`); each cluster keeps its smallest id.
     """
 
-    def __init__(self, config: MinHashConfig, partitions: int, batch_size: int = 2000):
+    def __init__(self, config: MinHashConfig, partitions: int, rounds: int, batch_size: int = 2000):
         super().__init__()
         self.config = config
         self.partitions = partitions
+        self.rounds = rounds
         self.batch_size = batch_size
 
     def expand(self, docs):
@@ -245,8 +240,7 @@ class NearDedup(beam.PTransform):
             {"signature": signatures, "pending": pending}
             | "JoinSecond" >> beam.CoGroupByKey()
             | "Verify" >> beam.ParDo(_VerifyFn(self.config.threshold))
-            | "AllPairs" >> beam.combiners.ToList()
-            | "Components" >> beam.FlatMap(_removals)
+            | "Clusters" >> ConnectedComponents(self.rounds)
         )
 
 
