@@ -69,4 +69,4 @@ def rejection_reason(encoding: str) -> str:
 
 
 def strip_utf8_bom(first_line: bytes) -> bytes:
-    return first_line[len(codecs.BOM_UTF8) :] if first_line.startswith(codecs.BOM_UTF8) else first_line
+    return first_line.removeprefix(codecs.BOM_UTF8)

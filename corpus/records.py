@@ -14,20 +14,22 @@ binary file objects, so any filesystem (local, GCS, S3 via Beam's FileSystems) c
 
 from __future__ import annotations
 
-import bz2
 import fnmatch
-import gzip
 import io
 import json
-import lzma
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-import zstandard
-
+from corpus.compressed import (
+    COMPRESSIONS,
+    READ_ERRORS,
+    BadFile,
+    Prepended,
+    decompressed,
+    lines_of,
+)
 from corpus.encodings import (
     SNIFF_BYTES,
     detect_encoding,
@@ -37,7 +39,6 @@ from corpus.encodings import (
     validate_encoding,
 )
 
-COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")
 TEXT_SUFFIXES = tuple(".txt" + c for c in ("", *COMPRESSIONS))
 # A plain `.json` may be one JSON document, not JSON lines; compressed `.json.*` dumps are JSON lines.
 JSONL_SUFFIXES = tuple(b + c for b in (".jsonl", ".ndjson") for c in ("", *COMPRESSIONS)) + tuple(
@@ -47,10 +48,6 @@ PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES
 SUPPORTED_TYPES = ".txt, .jsonl, .ndjson (each also as .gz, .bz2, .zst, .xz), .json.gz/.bz2/.zst/.xz, .parquet"
 HF_PREFIX = "hf:"
-
-
-class BadFile(ValueError):
-    """A whole input file is unreadable; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -94,88 +91,6 @@ def source_and_file(name: str) -> tuple[str, str]:
     return (path.parent.name or "input"), path.name
 
 
-class _ZstdFrames(io.RawIOBase):
-    """Decompresses every zstd frame of a stream and notices truncation.
-
-    `zstandard`'s stream_reader returns a truncated stream's data without any error, which would
-    silently lose the rest of a file, so frames are decoded with `decompressobj` and the end of the
-    stream must fall on a frame boundary.
-    """
-
-    def __init__(self, raw: BinaryIO, name: str):
-        self._raw, self._name = raw, name
-        self._dctx = zstandard.ZstdDecompressor()
-        self._dobj = self._dctx.decompressobj()
-        self._in_frame = False
-        self._buffer, self._offset = b"", 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> None:
-        while self._offset >= len(self._buffer) and not self._done:
-            self._buffer, self._offset = b"", 0
-            data = self._raw.read(1 << 20)
-            if not data:
-                self._done = True
-                if self._in_frame:
-                    raise BadFile(f"{self._name}: truncated zstd stream (file ends inside a frame)")
-                return
-            while data:
-                try:
-                    self._buffer += self._dobj.decompress(data)
-                except zstandard.ZstdError as exc:
-                    raise BadFile(f"{self._name}: corrupt zstd data ({exc})") from None
-                self._in_frame = not self._dobj.eof
-                if self._dobj.eof:
-                    data = self._dobj.unused_data
-                    self._dobj = self._dctx.decompressobj()
-                else:
-                    data = b""
-
-    def readinto(self, target) -> int:
-        self._fill()
-        size = min(len(target), len(self._buffer) - self._offset)
-        target[:size] = self._buffer[self._offset : self._offset + size]
-        self._offset += size
-        return size
-
-
-def decompressed(raw: BinaryIO, name: str) -> BinaryIO:
-    """A buffered binary stream of the file's content, decompressed by its suffix."""
-    lower = name.lower()
-    if lower.endswith(".zst"):
-        return io.BufferedReader(_ZstdFrames(raw, name), buffer_size=1 << 20)
-    if lower.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if lower.endswith(".bz2"):
-        return bz2.BZ2File(raw, mode="rb")
-    if lower.endswith(".xz"):
-        return lzma.LZMAFile(raw, mode="rb")
-    return raw
-
-
-class _Prepended(io.RawIOBase):
-    """`head` (bytes already read for encoding detection) followed by the rest of `rest`."""
-
-    def __init__(self, head: bytes, rest: BinaryIO):
-        self._head, self._rest, self._offset = head, rest, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        if self._offset < len(self._head):
-            size = min(len(target), len(self._head) - self._offset)
-            target[:size] = self._head[self._offset : self._offset + size]
-            self._offset += size
-            return size
-        data = self._rest.read(len(target))
-        target[: len(data)] = data
-        return len(data)
-
-
 def _decoded_lines(stream: BinaryIO, name: str, options: ReadOptions, report: dict) -> Iterator[tuple[int, str | None, bytes]]:
     """(line number, text with its line end or None when the line does not decode, raw bytes).
 
@@ -186,12 +101,12 @@ def _decoded_lines(stream: BinaryIO, name: str, options: ReadOptions, report: di
     report.update(encoding=encoding, lines=0, undecodable=0)
     try:
         head = stream.read(SNIFF_BYTES)
-    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+    except READ_ERRORS as exc:
         raise BadFile(f"{name}: corrupt or truncated compressed data ({exc})") from None
     if encoding == "auto":
         encoding = detect_encoding(head)
     report["encoding"] = encoding
-    stream = io.BufferedReader(_Prepended(head, stream), buffer_size=1 << 20)
+    stream = io.BufferedReader(Prepended(head, stream), buffer_size=1 << 20)
     if encoding == "utf-16":  # not ASCII-compatible: split decoded text, not bytes
         text_stream = io.TextIOWrapper(stream, encoding="utf-16", newline="\n")
         try:
@@ -200,10 +115,10 @@ def _decoded_lines(stream: BinaryIO, name: str, options: ReadOptions, report: di
                 yield number, text, b""
         except UnicodeDecodeError as exc:
             raise BadFile(f"{name}: not valid UTF-16 ({exc})") from None
-        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        except READ_ERRORS as exc:
             raise BadFile(f"{name}: corrupt or truncated compressed data ({exc})") from None
         return
-    for number, raw in _lines(stream, name):
+    for number, raw in lines_of(stream, name):
         if number == 1:
             raw = strip_utf8_bom(raw)
         report["lines"] = number
@@ -217,14 +132,6 @@ def _decoded_lines(stream: BinaryIO, name: str, options: ReadOptions, report: di
         yield number, text, raw
     if failed_sample:
         report["suggested_encoding"] = suggest_encoding(failed_sample)
-
-
-def _lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, bytes]]:
-    try:
-        for number, line in enumerate(stream, 1):
-            yield number, line
-    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-        raise BadFile(f"{name}: corrupt or truncated compressed data ({exc})") from None
 
 
 def _reject(reason: str, source: str, file: str, line: int | None, raw: bytes | str | None = None, **extra) -> tuple:
@@ -272,7 +179,7 @@ def read_text(stream: BinaryIO, name: str, options: ReadOptions, report: dict | 
     source, file = source_and_file(name)
     report = {} if report is None else report
     lines = _decoded_lines(stream, name, options, report)
-    invalid = lambda: rejection_reason(report["encoding"])  # noqa: E731 (known once reading started)
+    invalid = lambda: rejection_reason(report["encoding"])
     if options.txt_mode_for(file) == "lines":
         for number, text, raw in lines:
             if text is None:

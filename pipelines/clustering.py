@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from corpus.components import both_directions, large_star, larger_end_first, node_is_settled, small_star, star_roles
+from corpus.components import (
+    both_directions,
+    large_star,
+    larger_end_first,
+    node_is_settled,
+    small_star,
+    star_roles,
+)
 
 JOB_ERROR_MARKER = "KOCPT-JOB-ERROR: "
 

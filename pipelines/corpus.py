@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     prog = parser.prog
     staging = log_path = None
-    say = lambda line: print(f"{prog}: {line}", file=sys.stderr)  # noqa: E731
+    say = lambda line: print(f"{prog}: {line}", file=sys.stderr)
     try:
         args, beam_args = split_arguments(parser, argv)
         config = resolve_config(args)

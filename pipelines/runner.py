@@ -16,7 +16,12 @@ import os
 import shutil
 import sys
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+    WorkerOptions,
+)
 
 
 class UsageError(ValueError):
@@ -38,7 +43,7 @@ def _beam_option_parser() -> argparse.ArgumentParser:
             continue
         seen.add(str(cls))
         try:
-            cls._add_argparse_args(parser)  # noqa: SLF001 (Beam's own hook for its options)
+            cls._add_argparse_args(parser)
         except argparse.ArgumentError:
             continue  # a subclass redefining another's option: the first definition is enough
     return parser

@@ -37,7 +37,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from corpus.shards import ShardError, read_shard, verified_shards
-from pipelines.runner import UsageError, is_local, pipeline_options, prepare_output, split_arguments, worker_logs_to
+from pipelines.runner import (
+    UsageError,
+    is_local,
+    pipeline_options,
+    prepare_output,
+    split_arguments,
+    worker_logs_to,
+)
 from pretrain.token_encoder import TokenEncoder, TokenizerError, indexed_dtype
 
 MANIFEST = "manifest.json"
@@ -82,7 +89,7 @@ class TokenizeShard(beam.DoFn):
         self.tokens = Metrics.counter("tokenize", "tokens")
 
     def process(self, shard: str):
-        import torch  # noqa: F401  (IndexedDatasetBuilder imports it; keep the import in workers)
+        import torch
         from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
         prefix = dataset_prefix(self.staging, shard)

@@ -9,7 +9,14 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from corpus.components import components_in_rounds, converged, large_star, one_round, rounds_for, small_star
+from corpus.components import (
+    components_in_rounds,
+    converged,
+    large_star,
+    one_round,
+    rounds_for,
+    small_star,
+)
 from corpus.minhash import connected_components
 from pipelines.clustering import JOB_ERROR_MARKER, ConnectedComponents
 from pipelines.runner import pipeline_options

@@ -103,7 +103,14 @@ def test_near_duplicate_clusters_equal_a_plain_union_find_on_ko_train(ko_train, 
 
     from corpus.clean import clean_document, text_key
     from corpus.filters import QualityConfig
-    from corpus.minhash import MinHashConfig, MinHasher, band_hashes, candidate_pairs, connected_components, estimated_jaccard
+    from corpus.minhash import (
+        MinHashConfig,
+        MinHasher,
+        band_hashes,
+        candidate_pairs,
+        connected_components,
+        estimated_jaccard,
+    )
     from corpus.records import ReadOptions, read_input
 
     smallest_by_text: dict[str, dict] = {}

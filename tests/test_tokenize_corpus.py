@@ -11,7 +11,13 @@ import pytest
 import sentencepiece as spm
 import zstandard
 
-from tests.pretrain_support import LLAMA2_TOKENIZER, REPO, korean_lines, tokenized_corpus, write_shards
+from tests.pretrain_support import (
+    LLAMA2_TOKENIZER,
+    REPO,
+    korean_lines,
+    tokenized_corpus,
+    write_shards,
+)
 
 
 @pytest.fixture(scope="module")
