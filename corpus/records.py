@@ -5,35 +5,49 @@ A document record is `{"id": str, "text": str, "source": str, "meta": dict}`. Re
 job; a file that cannot be read at all (corrupt or truncated compression, a broken Parquet footer)
 raises `BadFile` naming the file.
 
-Inputs: `.txt` (one document per line, or blank-line separated paragraphs), `.jsonl`, any of them
-compressed as `.gz` or `.zst`, `.parquet`, and Hugging Face datasets (a `save_to_disk` directory or
-`hf:NAME[:CONFIG][:SPLIT]`). Everything here takes open binary file objects, so any filesystem
-(local, GCS, S3 via Beam's FileSystems) can feed it.
+Inputs: `.txt` (one document per line, or blank-line separated paragraphs), `.jsonl`/`.ndjson`,
+any of them compressed as `.gz`, `.bz2`, `.zst` or `.xz`, `.parquet`, and Hugging Face datasets (a
+`save_to_disk` directory or `hf:NAME[:CONFIG][:SPLIT]`). Text and JSONL files are decoded as
+`ReadOptions.encoding` (see `corpus.encodings`); a leading BOM is dropped. Everything here takes open
+binary file objects, so any filesystem (local, GCS, S3 via Beam's FileSystems) can feed it.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import io
 import json
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-import zstandard
+from corpus.compressed import (
+    COMPRESSIONS,
+    READ_ERRORS,
+    BadFile,
+    Prepended,
+    decompressed,
+    lines_of,
+)
+from corpus.encodings import (
+    SNIFF_BYTES,
+    detect_encoding,
+    rejection_reason,
+    strip_utf8_bom,
+    suggest_encoding,
+    validate_encoding,
+)
 
-TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.zst")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".ndjson")
+TEXT_SUFFIXES = tuple(".txt" + c for c in ("", *COMPRESSIONS))
+# A plain `.json` may be one JSON document, not JSON lines; compressed `.json.*` dumps are JSON lines.
+JSONL_SUFFIXES = tuple(b + c for b in (".jsonl", ".ndjson") for c in ("", *COMPRESSIONS)) + tuple(
+    ".json" + c for c in COMPRESSIONS
+)
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES
+SUPPORTED_TYPES = ".txt, .jsonl, .ndjson (each also as .gz, .bz2, .zst, .xz), .json.gz/.bz2/.zst/.xz, .parquet"
 HF_PREFIX = "hf:"
-
-
-class BadFile(ValueError):
-    """A whole input file is unreadable; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +58,10 @@ class ReadOptions:
     # File-name patterns (fnmatch) read in paragraph mode whatever txt_mode says, so one job can
     # mix line-per-document files (comments) with blank-line separated ones (essays).
     paragraph_files: tuple[str, ...] = ()
+    encoding: str = "utf-8"  # of .txt/.jsonl files: utf-8, cp949, euc-kr, utf-16 or auto (per file)
 
     def validate(self) -> None:
+        validate_encoding(self.encoding)
         if self.txt_mode not in ("lines", "paragraphs"):
             raise ValueError(f"txt_mode must be 'lines' or 'paragraphs', got {self.txt_mode!r}")
 
@@ -75,70 +91,47 @@ def source_and_file(name: str) -> tuple[str, str]:
     return (path.parent.name or "input"), path.name
 
 
-class _ZstdFrames(io.RawIOBase):
-    """Decompresses every zstd frame of a stream and notices truncation.
+def _decoded_lines(stream: BinaryIO, name: str, options: ReadOptions, report: dict) -> Iterator[tuple[int, str | None, bytes]]:
+    """(line number, text with its line end or None when the line does not decode, raw bytes).
 
-    `zstandard`'s stream_reader returns a truncated stream's data without any error, which would
-    silently lose the rest of a file, so frames are decoded with `decompressobj` and the end of the
-    stream must fall on a frame boundary.
+    Fills `report` with the encoding used, the number of lines and of undecodable lines, and
+    (when lines failed) an `--encoding` that would read them.
     """
-
-    def __init__(self, raw: BinaryIO, name: str):
-        self._raw, self._name = raw, name
-        self._dctx = zstandard.ZstdDecompressor()
-        self._dobj = self._dctx.decompressobj()
-        self._in_frame = False
-        self._buffer, self._offset = b"", 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> None:
-        while self._offset >= len(self._buffer) and not self._done:
-            self._buffer, self._offset = b"", 0
-            data = self._raw.read(1 << 20)
-            if not data:
-                self._done = True
-                if self._in_frame:
-                    raise BadFile(f"{self._name}: truncated zstd stream (file ends inside a frame)")
-                return
-            while data:
-                try:
-                    self._buffer += self._dobj.decompress(data)
-                except zstandard.ZstdError as exc:
-                    raise BadFile(f"{self._name}: corrupt zstd data ({exc})") from None
-                self._in_frame = not self._dobj.eof
-                if self._dobj.eof:
-                    data = self._dobj.unused_data
-                    self._dobj = self._dctx.decompressobj()
-                else:
-                    data = b""
-
-    def readinto(self, target) -> int:
-        self._fill()
-        size = min(len(target), len(self._buffer) - self._offset)
-        target[:size] = self._buffer[self._offset : self._offset + size]
-        self._offset += size
-        return size
-
-
-def decompressed(raw: BinaryIO, name: str) -> BinaryIO:
-    """A buffered binary stream of the file's content, decompressed by its suffix."""
-    lower = name.lower()
-    if lower.endswith(".zst"):
-        return io.BufferedReader(_ZstdFrames(raw, name), buffer_size=1 << 20)
-    if lower.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
-
-
-def _lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, bytes]]:
+    encoding, failed_sample = options.encoding, []
+    report.update(encoding=encoding, lines=0, undecodable=0)
     try:
-        for number, line in enumerate(stream, 1):
-            yield number, line
-    except (EOFError, OSError, zlib.error) as exc:
+        head = stream.read(SNIFF_BYTES)
+    except READ_ERRORS as exc:
         raise BadFile(f"{name}: corrupt or truncated compressed data ({exc})") from None
+    if encoding == "auto":
+        encoding = detect_encoding(head)
+    report["encoding"] = encoding
+    stream = io.BufferedReader(Prepended(head, stream), buffer_size=1 << 20)
+    if encoding == "utf-16":  # not ASCII-compatible: split decoded text, not bytes
+        text_stream = io.TextIOWrapper(stream, encoding="utf-16", newline="\n")
+        try:
+            for number, text in enumerate(text_stream, 1):
+                report["lines"] = number
+                yield number, text, b""
+        except UnicodeDecodeError as exc:
+            raise BadFile(f"{name}: not valid UTF-16 ({exc})") from None
+        except READ_ERRORS as exc:
+            raise BadFile(f"{name}: corrupt or truncated compressed data ({exc})") from None
+        return
+    for number, raw in lines_of(stream, name):
+        if number == 1:
+            raw = strip_utf8_bom(raw)
+        report["lines"] = number
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            report["undecodable"] += 1
+            if len(failed_sample) < 64:
+                failed_sample.append(raw)
+            text = None
+        yield number, text, raw
+    if failed_sample:
+        report["suggested_encoding"] = suggest_encoding(failed_sample)
 
 
 def _reject(reason: str, source: str, file: str, line: int | None, raw: bytes | str | None = None, **extra) -> tuple:
@@ -182,14 +175,15 @@ def _record_from_object(
     return _doc(doc_id, text, source, meta)
 
 
-def read_text(stream: BinaryIO, name: str, options: ReadOptions) -> Iterator[tuple]:
+def read_text(stream: BinaryIO, name: str, options: ReadOptions, report: dict | None = None) -> Iterator[tuple]:
     source, file = source_and_file(name)
+    report = {} if report is None else report
+    lines = _decoded_lines(stream, name, options, report)
+    invalid = lambda: rejection_reason(report["encoding"])
     if options.txt_mode_for(file) == "lines":
-        for number, raw in _lines(stream, name):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield _reject("invalid_utf8", source, file, number, raw)
+        for number, text, raw in lines:
+            if text is None:
+                yield _reject(invalid(), source, file, number, raw)
                 continue
             text = text.rstrip("\r\n")
             if not text.strip():
@@ -199,46 +193,46 @@ def read_text(stream: BinaryIO, name: str, options: ReadOptions) -> Iterator[tup
         return
     # Paragraph mode: a document is a run of non-blank lines; its line is where it starts.
     start, parts, bad = None, [], False
-    for number, raw in _lines(stream, name):
-        try:
-            text = raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
+    for number, text, raw in lines:
+        if text is None:
             start = start or number
             bad = True
             parts.append(raw.decode("utf-8", "backslashreplace").rstrip("\r\n"))
             continue
+        text = text.rstrip("\r\n")
         if text.strip():
             start = start or number
             parts.append(text)
             continue
         if parts:
-            yield _paragraph(parts, bad, source, file, start)
+            yield _paragraph(parts, bad, source, file, start, invalid())
         start, parts, bad = None, [], False
     if parts:
-        yield _paragraph(parts, bad, source, file, start)
+        yield _paragraph(parts, bad, source, file, start, invalid())
 
 
-def _paragraph(parts: list[str], bad: bool, source: str, file: str, start: int) -> tuple:
+def _paragraph(parts: list[str], bad: bool, source: str, file: str, start: int, invalid_reason: str) -> tuple:
     text = "\n".join(parts)
     if bad:
-        return _reject("invalid_utf8", source, file, start, text)
+        return _reject(invalid_reason, source, file, start, text)
     return _doc(_line_id(source, file, start), text, source, {"file": file, "line": start})
 
 
-def read_jsonl(stream: BinaryIO, name: str, options: ReadOptions) -> Iterator[tuple]:
+def read_jsonl(stream: BinaryIO, name: str, options: ReadOptions, report: dict | None = None) -> Iterator[tuple]:
     source, file = source_and_file(name)
-    for number, raw in _lines(stream, name):
-        if not raw.strip():
+    report = {} if report is None else report
+    for number, text, raw in _decoded_lines(stream, name, options, report):
+        if text is None:
+            yield _reject(rejection_reason(report["encoding"]), source, file, number, raw)
+            continue
+        if not text.strip():
             continue  # blank lines between JSON records are not records
         try:
-            obj = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            yield _reject("invalid_utf8", source, file, number, raw)
-            continue
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield _reject("invalid_json", source, file, number, raw, error=str(exc))
+            yield _reject("invalid_json", source, file, number, text, error=str(exc))
             continue
-        yield _record_from_object(obj, options, source, file, number, raw)
+        yield _record_from_object(obj, options, source, file, number, text)
 
 
 def read_parquet(stream: BinaryIO, name: str, options: ReadOptions) -> Iterator[tuple]:
@@ -286,17 +280,21 @@ def read_hf_dataset(spec: str, options: ReadOptions) -> Iterator[tuple]:
         yield _record_from_object(obj, options, source, file, row, None)
 
 
-def read_input(name: str, stream: BinaryIO | None, options: ReadOptions) -> Iterator[tuple]:
-    """Every record of one input (a file opened as `stream`, or a dataset spec with no stream)."""
+def read_input(name: str, stream: BinaryIO | None, options: ReadOptions, report: dict | None = None) -> Iterator[tuple]:
+    """Every record of one input (a file opened as `stream`, or a dataset spec with no stream).
+
+    For text and JSONL files, `report` (when given) receives the encoding used and how many lines
+    did not decode (see `_decoded_lines`).
+    """
     kind = input_format(name)
     if kind == "hf" or stream is None:
         yield from read_hf_dataset(name, options)
     elif kind == "parquet":
         yield from read_parquet(stream, name, options)
     elif kind == "jsonl":
-        yield from read_jsonl(decompressed(stream, name), name, options)
+        yield from read_jsonl(decompressed(stream, name), name, options, report)
     elif kind == "text":
-        yield from read_text(decompressed(stream, name), name, options)
+        yield from read_text(decompressed(stream, name), name, options, report)
     else:
         raise BadFile(f"{name}: unsupported input type (expected one of {', '.join(SUPPORTED_SUFFIXES)})")
 

@@ -84,3 +84,46 @@ def encode_shard(records: list[dict], level: int) -> bytes:
 def shard_entry(name: str, records: int, data: bytes) -> dict:
     """A manifest entry for one written shard."""
     return {"file": name, "documents": records, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_shards(corpus: str | Path) -> list[Path]:
+    """The shards a finished corpus output's `manifest.json` names, each checked against it.
+
+    Every shard must be present with the size and sha256 the manifest records; otherwise (or
+    without a manifest, which an unfinished or interrupted corpus run never has) ShardError says
+    which file and what is wrong. Sorted by name.
+    """
+    corpus = Path(corpus)
+    if not corpus.exists():
+        raise ShardError(f"{corpus}: no such file or directory")
+    if not corpus.is_dir():
+        raise ShardError(f"{corpus}: not a corpus output directory (expected a folder with manifest.json and shards/)")
+    manifest_path = corpus / "manifest.json"
+    if not manifest_path.is_file():
+        raise ShardError(f"{corpus}: no manifest.json (not a finished corpus output; rerun the corpus stage)")
+    try:
+        entries = json.loads(manifest_path.read_text(encoding="utf-8"))["shards"]
+        checks = [(entry["file"], int(entry["bytes"]), str(entry["sha256"])) for entry in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ShardError(f"{manifest_path}: not a corpus manifest (no shards with file, bytes and sha256: {exc})") from None
+    if not checks:
+        raise ShardError(f"{manifest_path}: lists no shards")
+    shards = []
+    for name, size, sha256 in sorted(checks):
+        path = corpus / name
+        if not path.is_file():
+            raise ShardError(f"{path}: shard named in {manifest_path.name} is missing")
+        if path.stat().st_size != size:
+            raise ShardError(f"{path}: shard changed since the corpus was written ({path.stat().st_size} bytes, manifest says {size})")
+        if _sha256_of(path) != sha256:
+            raise ShardError(f"{path}: shard changed since the corpus was written (sha256 differs from {manifest_path.name})")
+        shards.append(path)
+    return shards

@@ -5,7 +5,14 @@
 Runs on Beam: locally on the FnApiRunner with worker processes, or on any runner given with
 Beam's own options (`--runner DataflowRunner --project ... --region ... --temp_location ...`).
 The output appears complete or not at all: the job writes into `OUTPUT.tmp-*` and the directory
-is renamed to OUTPUT only after the job succeeded and the counts added up.
+is renamed to OUTPUT only after the job succeeded and the counts added up; until then its manifest
+is `manifest.pending.json`, so an interrupted run never leaves a complete-looking folder (and the
+next run to the same output removes such folders).
+
+Nothing a user passes is dropped: an argument neither this stage nor Beam knows stops the run,
+files of other types inside a directory input are named (and listed in the manifest as
+`skipped_files`), and a file whose lines mostly fail to decode is named in the summary with the
+`--encoding` that would read it.
 """
 
 from __future__ import annotations
@@ -23,18 +30,24 @@ from dataclasses import replace
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from corpus.components import rounds_for
 from corpus.config import CorpusConfig, load_corpus_config
-from corpus.records import HF_PREFIX, SUPPORTED_SUFFIXES, input_format, is_hf_dataset_dir
-from corpus.shards import shard_name
+from corpus.encodings import ENCODINGS
+from corpus.records import HF_PREFIX, SUPPORTED_TYPES, input_format, is_hf_dataset_dir
 from pipelines import corpus_steps as steps
-from pipelines.runner import is_local, parallelism_hint, pipeline_options, worker_logs_to
+from pipelines.clustering import JOB_ERROR_MARKER
+from pipelines.runner import (
+    UsageError,
+    is_local,
+    parallelism_hint,
+    pipeline_options,
+    prepare_output,
+    split_arguments,
+    worker_logs_to,
+)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 MIB = 1 << 20
-
-
-class UsageError(ValueError):
-    """Bad command-line input: printed as one line."""
 
 
 def build_parser(prog: str | None) -> argparse.ArgumentParser:
@@ -44,15 +57,19 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
         "Any Apache Beam pipeline option (--runner, --direct_num_workers, Dataflow/Flink/Spark "
         "options) is passed to Beam untouched.",
     )
-    parser.add_argument("--input", action="append", required=True, metavar="PATH",
-                        help="a file, glob, directory, save_to_disk dataset directory, or hf:NAME[:CONFIG][:SPLIT]; "
-                        f"repeatable. Files: {', '.join(SUPPORTED_SUFFIXES)}")
+    parser.add_argument("--input", action="extend", nargs="+", required=True, metavar="PATH",
+                        help="one or more files, globs, directories (read recursively), save_to_disk dataset "
+                        "directories, or hf:NAME[:CONFIG][:SPLIT]; repeatable. "
+                        f"Files: {SUPPORTED_TYPES}")
     parser.add_argument("--output", required=True, help="output directory (must not exist, unless --overwrite)")
     parser.add_argument("--config", help="YAML run config; its corpus: section is used (default: built-in defaults)")
     parser.add_argument("--text-field", help="JSON/Parquet/dataset field holding the text (default: text)")
     parser.add_argument("--id-field", help="field holding a document id (default: id); else <source>:<file>:<line>")
     parser.add_argument("--txt-mode", choices=("lines", "paragraphs"),
                         help=".txt documents: one per line (default) or separated by blank lines")
+    parser.add_argument("--encoding", choices=ENCODINGS,
+                        help=".txt/.jsonl encoding (default: utf-8); auto decides per file: BOM, then strict "
+                        "UTF-8, then CP949, and records the choice in manifest.json")
     parser.add_argument("--num-shards", type=int, help="number of output shards (default: from --target-shard-mb)")
     parser.add_argument("--target-shard-mb", type=float, help="input MB per shard when --num-shards is not given")
     parser.add_argument("--zstd-level", type=int, help="zstd compression level 1-22 (default: 10)")
@@ -67,7 +84,8 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> CorpusConfig:
     config = load_corpus_config(args.config)
     read = config.read
-    for field, value in (("text_field", args.text_field), ("id_field", args.id_field), ("txt_mode", args.txt_mode)):
+    for field, value in (("text_field", args.text_field), ("id_field", args.id_field), ("txt_mode", args.txt_mode),
+                         ("encoding", args.encoding)):
         if value is not None:
             read = replace(read, **{field: value})
     overrides = {"read": read}
@@ -84,9 +102,14 @@ def resolve_config(args: argparse.Namespace) -> CorpusConfig:
     return config
 
 
-def expand_inputs(patterns: list[str]) -> list[tuple[str, str, int]]:
-    """Every input as (kind, name, size in bytes); kind is "file" or "dataset". Sorted, unique."""
+def expand_inputs(patterns: list[str]) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """(every input as (kind, name, size in bytes), files skipped for their type); sorted, unique.
+
+    kind is "file" or "dataset". Directories are read recursively. A file of another type found
+    in a directory or by a glob is skipped and returned; a file named by itself must be readable.
+    """
     found: dict[str, tuple[str, str, int]] = {}
+    skipped: set[str] = set()
     for pattern in patterns:
         if pattern.startswith(HF_PREFIX):
             found[pattern] = ("dataset", pattern, 0)
@@ -102,10 +125,11 @@ def expand_inputs(patterns: list[str]) -> list[tuple[str, str, int]]:
             raise UsageError(f"{pattern}: no such file (or nothing matches)")
         supported = [m for m in matches if input_format(m.path) in ("text", "jsonl", "parquet")]
         if not supported:
-            raise UsageError(f"{pattern}: no supported input files ({', '.join(SUPPORTED_SUFFIXES)})")
+            raise UsageError(f"{pattern}: no supported input files ({SUPPORTED_TYPES})")
+        skipped.update(m.path for m in matches if input_format(m.path) is None)
         for meta in supported:
             found[meta.path] = ("file", meta.path, meta.size_in_bytes)
-    return [found[name] for name in sorted(found)]
+    return [found[name] for name in sorted(found)], sorted(skipped - set(found))
 
 
 def count_shards(config: CorpusConfig, input_bytes: int) -> int:
@@ -125,7 +149,7 @@ def build_pipeline(
         | "Inputs" >> beam.Create(specs)
         | "SpreadInputs" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(steps.ReadInputFn(config.read, skip_bad_files)).with_outputs(
-            steps.ReadInputFn.REJECTED, main="docs"
+            steps.ReadInputFn.REJECTED, steps.ReadInputFn.FILES, main="docs"
         )
     )
     docs = read.docs
@@ -145,7 +169,9 @@ def build_pipeline(
     input_bytes = sum(size for _, _, size in inputs)
     if config.near_dedup:
         partitions = max(1, math.ceil(input_bytes / (64 * MIB)))
-        drop = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions)
+        # A document takes at least two bytes (a character and a line end); a hub dataset's size is unknown.
+        max_documents = input_bytes // 2 if input_bytes else 1 << 40
+        drop = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions, rounds_for(max_documents))
     else:
         drop = pipeline | "NoNearDuplicates" >> beam.Create([])
     written = (docs, drop) | "Shards" >> steps.WriteShards(staging, "shards", num_shards, config.zstd_level)
@@ -163,6 +189,7 @@ def build_pipeline(
         | "CountOutcomes" >> beam.combiners.Count.PerElement()
     )
     pii_counts = cleaned[steps.CleanFn.PII] | "CountPII" >> beam.CombinePerKey(sum)
+    file_reports = read[steps.ReadInputFn.FILES]
     read_docs = read.docs | "CountReadDocs" >> beam.combiners.Count.Globally()
     read_rejects = read[steps.ReadInputFn.REJECTED] | "CountReadRejects" >> beam.combiners.Count.Globally()
     _ = (
@@ -179,16 +206,23 @@ def build_pipeline(
             pii_counts=beam.pvalue.AsList(pii_counts),
             read_docs=beam.pvalue.AsSingleton(read_docs),
             read_rejects=beam.pvalue.AsSingleton(read_rejects),
+            file_reports=beam.pvalue.AsList(file_reports),
         )
     )
 
 
 def promote(staging: str, output: str, overwrite: bool) -> None:
-    """Move the finished staging directory into place; an old output is removed only after."""
+    """Move the finished staging directory into place; an old output is removed only after.
+
+    The job left its manifest as `manifest.pending.json`; it becomes `manifest.json` here, after
+    the job finished, so no folder holds a manifest before its job is complete.
+    """
+    pending, final = FileSystems.join(staging, steps.MANIFEST_PENDING), FileSystems.join(staging, "manifest.json")
     if FileSystems.exists(output):
         if not overwrite:
             raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
         if os.path.isdir(output):
+            os.replace(pending, final)
             old = f"{output}.old-{uuid.uuid4().hex[:8]}"
             os.replace(output, old)
             os.replace(staging, output)
@@ -196,37 +230,48 @@ def promote(staging: str, output: str, overwrite: bool) -> None:
             return
         FileSystems.delete([output])
     if os.path.isdir(staging):
+        os.replace(pending, final)
         os.replace(staging, output)
         return
     # Object stores have no directory rename: move files one by one, the manifest last.
     files = sorted(meta.path for meta in FileSystems.match([FileSystems.join(staging, "**")])[0].metadata_list)
-    files.sort(key=lambda path: path.endswith("manifest.json"))
-    FileSystems.rename(files, [output + path[len(staging):] for path in files])
+    files.sort(key=lambda path: path == pending)
+    targets = [output + (path if path != pending else final)[len(staging):] for path in files]
+    FileSystems.rename(files, targets)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
-    args, beam_args = parser.parse_known_args(argv)
     prog = parser.prog
     staging = log_path = None
+    say = lambda line: print(f"{prog}: {line}", file=sys.stderr)
     try:
+        args, beam_args = split_arguments(parser, argv)
         config = resolve_config(args)
         output = args.output.rstrip("/")
         if FileSystems.exists(output) and not args.overwrite:
             raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
-        inputs = expand_inputs(args.input)
+        inputs, skipped = expand_inputs(args.input)
         num_shards = count_shards(config, sum(size for _, _, size in inputs))
         options = pipeline_options(beam_args)
+        prepare_output(output, say)
         staging = f"{output}.tmp-{uuid.uuid4().hex[:8]}"
         run_info = {
             "inputs": [{"kind": kind, "path": name, "bytes": size} for kind, name, size in inputs],
+            "skipped_files": skipped,
             "config": config.to_dict(),
             "num_shards": num_shards,
             "runner": options.get_all_options()["runner"],
         }
-        print(f"{prog}: {len(inputs)} input(s), {sum(s for *_, s in inputs) / MIB:.1f} MB → {output} "
-              f"({num_shards} shards) on {run_info['runner']}", file=sys.stderr)
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            say(f"warning: skipping {len(skipped)} file(s) of unsupported type: {shown} "
+                f"(listed in manifest.json skipped_files; supported: {SUPPORTED_TYPES})")
+        say(f"{len(inputs)} input(s), {sum(s for *_, s in inputs) / MIB:.1f} MB → {output} "
+            f"({num_shards} shards) on {run_info['runner']}")
         started = time.time()
+        if is_local(options) and "://" not in staging:
+            os.makedirs(staging)  # visible from the start, so a killed run's folder is found and removed
         log_path = None if args.verbose or not is_local(options) else f"{staging}.log"
         with worker_logs_to(log_path):
             with beam.Pipeline(options=options) as pipeline:
@@ -241,6 +286,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     except Exception as exc:  # Beam wraps worker errors; a bad input file is still one line
         message = str(exc)
+        if JOB_ERROR_MARKER in message:
+            line = message.split(JOB_ERROR_MARKER, 1)[1].splitlines()[0].strip().rstrip("'\"")
+            print(f"{prog}: error: {line} (workers' log: {log_path})" if log_path else f"{prog}: error: {line}",
+                  file=sys.stderr)
+            return 1
         if steps.BAD_FILE_MARKER in message:
             line = message.split(steps.BAD_FILE_MARKER, 1)[1].splitlines()[0].strip().rstrip("'\"")
             print(f"{prog}: error: {line} (use --skip-bad-files to record it in rejected/ and go on)", file=sys.stderr)
@@ -248,7 +298,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 os.remove(log_path)  # the one line says it all
             return 1
         if log_path:
-            print(f"{prog}: the Beam job failed; its workers' log is {log_path}", file=sys.stderr)
+            print(f"{prog}: error: the Beam job failed ({type(exc).__name__}); its workers' log is {log_path}",
+                  file=sys.stderr)
+            return 1
         raise
     finally:
         if staging and os.path.isdir(staging):
@@ -268,6 +320,11 @@ def _print_summary(prog: str, output: str, stats: dict, seconds: float) -> None:
             print(f"  {group:<8} {reason:<20} {count:>10,}", file=sys.stderr)
     if stats.get("pii_replaced"):
         print("  pii replaced: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stats["pii_replaced"].items())), file=sys.stderr)
+    for problem in stats.get("undecodable_files", []):
+        hint = (f"rerun with --encoding {problem['suggested_encoding']} (or --encoding auto)"
+                if problem.get("suggested_encoding") else "it is not in an encoding this job reads")
+        print(f"  warning: {problem['file']}: {problem['share']:.0%} of {problem['lines']:,} lines do not decode as "
+              f"{problem['encoding']}; {hint}", file=sys.stderr)
 
 
 if __name__ == "__main__":

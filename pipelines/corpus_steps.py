@@ -19,19 +19,21 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from corpus.clean import clean_document, text_key
+from corpus.encodings import MOSTLY_UNDECODABLE
 from corpus.filters import QualityConfig
 from corpus.minhash import (
     MinHashConfig,
     MinHasher,
     band_hashes,
     candidate_pairs,
-    connected_components,
     estimated_jaccard,
 )
 from corpus.records import BadFile, ReadOptions, read_input
 from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
+from pipelines.clustering import ConnectedComponents
 
 BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
+MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
 NAMESPACE = "kocpt.corpus"
 
 
@@ -43,10 +45,12 @@ class ReadInputFn(beam.DoFn):
     """One input → documents, and rejects for unparseable records.
 
     An input is ("file", path) for anything Beam's FileSystems can open, or ("dataset", spec) for
-    a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`).
+    a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`). Each text or
+    JSONL file also yields (path, report) to FILES: the encoding used and the undecodable lines.
     """
 
     REJECTED = "rejected"
+    FILES = "files"
 
     def __init__(self, options: ReadOptions, skip_bad_files: bool):
         self.options = options
@@ -61,10 +65,13 @@ class ReadInputFn(beam.DoFn):
                     read += 1
                     yield self._emit(kind_record)
                 return
+            report: dict = {}
             with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                for kind_record in read_input(name, stream, self.options):
+                for kind_record in read_input(name, stream, self.options, report):
                     read += 1
                     yield self._emit(kind_record)
+            if report:
+                yield beam.pvalue.TaggedOutput(self.FILES, (name, report))
         except BadFile as exc:
             if not self.skip_bad_files:
                 # Beam wraps worker errors in long tracebacks; main() finds this marker and prints one line.
@@ -194,24 +201,19 @@ class _VerifyFn(beam.DoFn):
                 yield (other_id, doc_id)
 
 
-def _removals(edges):
-    """All verified pairs → (id, kept id) for every document that is not its cluster's smallest."""
-    for doc_id, root in sorted(connected_components(edges).items()):
-        yield (doc_id, root)
-
-
 class NearDedup(beam.PTransform):
     """MinHash LSH near-duplicate detection → (id, kept id) for every document to drop.
 
     Candidates come from LSH buckets, are verified on full signatures (two joins by id), and the
-    verified pairs are merged into connected components on one worker (see
-    `corpus.minhash.connected_components` for how far that scales).
+    verified pairs are merged into clusters over workers in `rounds` rounds of GroupByKey
+    (`pipelines.clustering`); each cluster keeps its smallest id.
     """
 
-    def __init__(self, config: MinHashConfig, partitions: int, batch_size: int = 2000):
+    def __init__(self, config: MinHashConfig, partitions: int, rounds: int, batch_size: int = 2000):
         super().__init__()
         self.config = config
         self.partitions = partitions
+        self.rounds = rounds
         self.batch_size = batch_size
 
     def expand(self, docs):
@@ -238,8 +240,7 @@ class NearDedup(beam.PTransform):
             {"signature": signatures, "pending": pending}
             | "JoinSecond" >> beam.CoGroupByKey()
             | "Verify" >> beam.ParDo(_VerifyFn(self.config.threshold))
-            | "AllPairs" >> beam.combiners.ToList()
-            | "Components" >> beam.FlatMap(_removals)
+            | "Clusters" >> ConnectedComponents(self.rounds)
         )
 
 
@@ -315,10 +316,24 @@ class WriteShards(beam.PTransform):
         )
 
 
+def undecodable_files(file_reports: list[tuple[str, dict]]) -> list[dict]:
+    """Files most of whose lines did not decode, with the share and an encoding that would read them."""
+    problems = []
+    for name, report in sorted(file_reports):
+        if report["lines"] and report["undecodable"] / report["lines"] > MOSTLY_UNDECODABLE:
+            problems.append({
+                "file": name, "encoding": report["encoding"], "lines": report["lines"],
+                "undecodable": report["undecodable"], "share": round(report["undecodable"] / report["lines"], 4),
+                "suggested_encoding": report.get("suggested_encoding"),
+            })
+    return problems
+
+
 def write_manifest_and_stats(
-    _, staging_dir, run_info, shard_entries, rejected_entries, outcome_counts, pii_counts, read_docs, read_rejects
+    _, staging_dir, run_info, shard_entries, rejected_entries, outcome_counts, pii_counts, read_docs, read_rejects,
+    file_reports=(),
 ):
-    """The job's last step: `stats.json` (counts that must add up) and `manifest.json`."""
+    """The job's last step: `stats.json` (counts that must add up) and the pending manifest."""
     rejected: dict[str, int] = {}
     dropped: dict[str, int] = {}
     for name, count in outcome_counts:
@@ -333,6 +348,9 @@ def write_manifest_and_stats(
         "rejected": dict(sorted(rejected.items())),
         "pii_replaced": dict(sorted(pii_counts)),
     }
+    problems = undecodable_files(list(file_reports))
+    if problems:
+        stats["undecodable_files"] = problems
     balance = kept + sum(dropped.values()) + sum(rejected.values())
     stats["conservation"] = {"holds": balance == input_records, "kept + dropped + rejected": balance}
     if balance != input_records:  # a bug, never bad input: fail rather than publish wrong counts
@@ -342,8 +360,9 @@ def write_manifest_and_stats(
         "documents": kept,
         "shards": sorted(shard_entries, key=lambda entry: entry["file"]),
         "rejected": sorted(rejected_entries, key=lambda entry: entry["file"]),
+        "encodings": {name: report["encoding"] for name, report in sorted(file_reports)},
     }
-    for name, payload in (("stats.json", stats), ("manifest.json", manifest)):
+    for name, payload in (("stats.json", stats), (MANIFEST_PENDING, manifest)):
         path = FileSystems.join(staging_dir, name)
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             handle.write((json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))

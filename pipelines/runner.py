@@ -9,11 +9,76 @@ through untouched.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import glob
 import os
+import shutil
 import sys
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+    WorkerOptions,
+)
+
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def _beam_option_parser() -> argparse.ArgumentParser:
+    """A parser that knows every option of every `PipelineOptions` subclass loaded now.
+
+    This is how Beam itself collects its options (`PipelineOptions.get_all_options`): Dataflow,
+    Flink, Spark, portable and direct-runner options all live in subclasses of PipelineOptions.
+    """
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    seen, pending = set(), list(PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if str(cls) in seen:  # a class loaded twice would add its options twice
+            continue
+        seen.add(str(cls))
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            continue  # a subclass redefining another's option: the first definition is enough
+    return parser
+
+
+def split_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """(our arguments, Beam's arguments); anything neither knows raises UsageError naming it.
+
+    `parse_known_args` alone hands every unknown argument to Beam, which drops what it cannot
+    parse with a warning: a stray path or a misspelt option would vanish without a word.
+    """
+    args, rest = parser.parse_known_args(argv)
+    _, unknown = _beam_option_parser().parse_known_args(rest)
+    if unknown:
+        raise UsageError(f"unrecognized argument(s): {' '.join(unknown)} (not an option of this stage or of Beam)")
+    return args, rest
+
+
+def prepare_output(output: str, say) -> None:
+    """Create a local output's missing parent folder and remove `OUTPUT.tmp-*` folders of killed runs.
+
+    `say` prints one line (the removal of stale folders is reported, not silent).
+    """
+    if "://" in output:
+        return  # object stores have no folders to create, and Beam writes there directly
+    parent = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot create its parent folder {parent} ({exc.strerror or exc})") from None
+    stale = sorted(path for path in glob.glob(glob.escape(output) + ".tmp-*") if os.path.isdir(path))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    if stale:
+        say(f"removed {len(stale)} temporary folder(s) of an earlier interrupted run: {', '.join(stale)}")
 
 LOCAL_RUNNER_ALIASES = {None, "DirectRunner", "SwitchingDirectRunner", "FnApiRunner"}
 

@@ -1,6 +1,6 @@
 """Corpus shards -> Megatron indexed datasets (`.bin`/`.idx`), one per shard (Apache Beam).
 
-    python -m pipelines.tokenize_corpus CORPUS_DIR OUTPUT_DIR --tokenizer TOKENIZER_DIR
+    python -m pipelines.tokenize_corpus --input CORPUS_DIR --output OUTPUT_DIR --tokenizer TOKENIZER_DIR
     kocpt tokenize CORPUS_DIR OUTPUT_DIR --tokenizer TOKENIZER_DIR [beam options]
 
 Each shard `part-NNNNN-of-MMMMM.jsonl.zst` becomes `OUTPUT_DIR/part-NNNNN-of-MMMMM.{bin,idx}`
@@ -13,8 +13,11 @@ the training loop can check it reads data made with its own tokenizer.
 A shard is the unit of parallelism (one worker tokenizes a whole shard in batches), which keeps
 the output deterministic and avoids shipping every document between processes — the cost that
 dominates Megatron-LM's `tools/preprocess_data.py` (`multiprocessing.Pool.imap` per document).
-Files are written under a temporary name and renamed, so an interrupted run never leaves a
-complete-looking dataset; the manifest is written last.
+Before anything starts, every shard the corpus's `manifest.json` names is checked (present, same
+size and sha256): a corpus without a manifest, or with a missing or changed shard, is refused.
+The job writes into `OUTPUT.tmp-*` and renames it to OUTPUT only after it succeeded, so a failed
+run leaves an existing output exactly as it was; the manifest appears last. Workers' logs go to
+`OUTPUT.tmp-*.log`, kept when the job fails.
 """
 
 from __future__ import annotations
@@ -23,19 +26,30 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from corpus.shards import ShardError, read_shard, shard_paths
-from pipelines.runner import pipeline_options
+from corpus.shards import ShardError, read_shard, verified_shards
+from pipelines.runner import (
+    UsageError,
+    is_local,
+    pipeline_options,
+    prepare_output,
+    split_arguments,
+    worker_logs_to,
+)
 from pretrain.token_encoder import TokenEncoder, TokenizerError, indexed_dtype
 
 MANIFEST = "manifest.json"
+MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
+FORMAT = "megatron-indexed-dataset"
 
 
 class BadInput(ValueError):
@@ -64,20 +78,21 @@ def dataset_prefix(output: str | Path, shard: str | Path) -> Path:
 
 
 class TokenizeShard(beam.DoFn):
-    """One shard -> one `.bin`/`.idx` pair; yields that shard's manifest entry."""
+    """One shard -> one `.bin`/`.idx` pair in `staging`; yields that shard's manifest entry."""
 
-    def __init__(self, config: TokenizeConfig, encoder: TokenEncoder):
+    def __init__(self, config: TokenizeConfig, encoder: TokenEncoder, staging: str):
         self.config = config
+        self.staging = staging
         self.encoder = encoder
         self.documents = Metrics.counter("tokenize", "documents")
         self.empty = Metrics.counter("tokenize", "dropped_empty_documents")
         self.tokens = Metrics.counter("tokenize", "tokens")
 
     def process(self, shard: str):
-        import torch  # noqa: F401  (IndexedDatasetBuilder imports it; keep the import in workers)
+        import torch
         from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-        prefix = dataset_prefix(self.config.output, shard)
+        prefix = dataset_prefix(self.staging, shard)
         dtype = indexed_dtype(self.encoder.vocab_size)
         tmp_bin = prefix.with_name(prefix.name + ".bin.tmp")
         tmp_idx = prefix.with_name(prefix.name + ".idx.tmp")
@@ -117,10 +132,10 @@ class TokenizeShard(beam.DoFn):
         yield {"prefix": prefix.name, "shard": Path(shard).name, "dtype": dtype.__name__, **counts}
 
 
-def write_manifest(entries: list[dict], config: TokenizeConfig, encoder: TokenEncoder) -> dict:
+def write_manifest(entries: list[dict], config: TokenizeConfig, encoder: TokenEncoder, staging: str) -> dict:
     entries = sorted(entries, key=lambda entry: entry["prefix"])
     manifest = {
-        "format": "megatron-indexed-dataset",
+        "format": FORMAT,
         "datasets": entries,
         "documents": sum(e["documents"] for e in entries),
         "tokens": sum(e["tokens"] for e in entries),
@@ -134,50 +149,98 @@ def write_manifest(entries: list[dict], config: TokenizeConfig, encoder: TokenEn
         },
         "config": asdict(config),
     }
-    path = Path(config.output) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    (Path(staging) / MANIFEST_PENDING).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 
-def run(config: TokenizeConfig, beam_args: list[str] | None = None) -> dict:
-    """Tokenize every shard; returns the manifest. Raises BadInput/ShardError/TokenizerError."""
+def check_output(output: Path, corpus: Path) -> None:
+    """An output may be new, an empty folder, or an earlier tokenized dataset (replaced on success)."""
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise BadInput(f"{output}: exists and is not a folder")
+    manifest = output / MANIFEST
+    if manifest.is_file():
+        try:
+            kind = json.loads(manifest.read_text()).get("format")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind == FORMAT:
+            return
+        if (output / "shards").is_dir():
+            raise BadInput(f"{output}: is a corpus, not an output folder (tokenize reads one corpus, {corpus}; "
+                           "name a new folder for the datasets with --output)")
+    if any(output.iterdir()):
+        raise BadInput(f"{output}: exists and is not a tokenized dataset folder (remove it or choose another --output)")
+
+
+def promote(staging: Path, output: Path) -> None:
+    """The finished staging folder becomes `output`; an earlier output is removed only after."""
+    os.replace(staging / MANIFEST_PENDING, staging / MANIFEST)
+    if output.exists():
+        old = output.with_name(f"{output.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(output, old)
+        os.replace(staging, output)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, output)
+
+
+def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file: bool = False, say=None) -> dict:
+    """Tokenize every shard; returns the manifest. Raises BadInput/ShardError/TokenizerError.
+
+    With `log_to_file`, Beam's and its workers' logs go to `OUTPUT.tmp-*.log` (kept on failure).
+    """
     config.validate()
     try:
-        shards = [str(path) for path in shard_paths(config.corpus)]
+        shards = [str(path) for path in verified_shards(config.corpus)]
     except ShardError as exc:
         raise BadInput(str(exc)) from None
     encoder = TokenEncoder.load(config.tokenizer)
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    stale = output / MANIFEST
-    if stale.exists():  # a rerun: the old manifest must not describe a half-rewritten directory
-        stale.unlink()
-
-    options = pipeline_options(beam_args or [], default_workers=min(len(shards), os.cpu_count() or 1))
+    check_output(output, Path(config.corpus))
     try:
-        with beam.Pipeline(options=options) as pipeline:
-            (
-                pipeline
-                | "Shards" >> beam.Create(shards)
-                | "Spread" >> beam.Reshuffle()
-                | "Tokenize" >> beam.ParDo(TokenizeShard(config, encoder))
-                | "Collect" >> beam.combiners.ToList()
-                | "Manifest" >> beam.Map(lambda found: write_manifest(found, config, encoder))
-            )
+        prepare_output(str(output), say or (lambda line: print(line, file=sys.stderr)))
+    except UsageError as exc:
+        raise BadInput(str(exc)) from None
+    staging = output.with_name(f"{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    options = pipeline_options(beam_args or [], default_workers=min(len(shards), os.cpu_count() or 1))
+    log_path = f"{staging}.log" if log_to_file and is_local(options) else None
+    try:
+        with worker_logs_to(log_path):
+            with beam.Pipeline(options=options) as pipeline:
+                (
+                    pipeline
+                    | "Shards" >> beam.Create(shards)
+                    | "Spread" >> beam.Reshuffle()
+                    | "Tokenize" >> beam.ParDo(TokenizeShard(config, encoder, str(staging)))
+                    | "Collect" >> beam.combiners.ToList()
+                    | "Manifest" >> beam.Map(lambda found: write_manifest(found, config, encoder, str(staging)))
+                )
+        pending = staging / MANIFEST_PENDING
+        if not pending.exists():
+            raise BadInput(f"{output}: the pipeline finished without writing {MANIFEST}")
+        manifest = json.loads(pending.read_text())
+        if len(manifest["datasets"]) != len(shards):
+            raise BadInput(f"{output}: {len(manifest['datasets'])} datasets written for {len(shards)} shards")
+        promote(staging, output)
+    except BadInput:
+        raise
     except Exception as exc:  # a worker's ShardError arrives wrapped in Beam's own exception
         found = re.search(r"ShardError: (.*)", str(exc))
         if found:
-            raise BadInput(found.group(1).strip()) from None
+            if log_path and os.path.exists(log_path):
+                os.remove(log_path)  # the one line says it all
+            raise BadInput(found.group(1).strip().rstrip("'\"")) from None
+        if log_path:
+            raise BadInput(f"the Beam job failed ({type(exc).__name__}); its workers' log is {log_path}") from None
         raise
-    manifest_path = output / MANIFEST
-    if not manifest_path.exists():
-        raise BadInput(f"{output}: the pipeline finished without writing {MANIFEST}")
-    manifest = json.loads(manifest_path.read_text())
-    entries = manifest["datasets"]
-    if len(entries) != len(shards):
-        raise BadInput(f"{output}: {len(entries)} datasets written for {len(shards)} shards")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if log_path and os.path.exists(log_path):
+        os.remove(log_path)
     return manifest
 
 
@@ -192,12 +255,15 @@ def read_manifest(path: str | Path) -> dict:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Tokenize corpus shards into Megatron indexed datasets (.bin/.idx), one per "
-        "shard, with Apache Beam. Unknown options go to Beam (e.g. --direct_num_workers=4, "
-        "--runner=DataflowRunner ...).",
+        description="Tokenize the shards of one corpus output into Megatron indexed datasets (.bin/.idx), "
+        "one per shard, with Apache Beam. Beam's own options pass through (e.g. --direct_num_workers=4, "
+        "--runner=DataflowRunner ...); anything else unknown is refused.",
     )
-    parser.add_argument("corpus", help="corpus output directory (with shards/) or a shard file")
-    parser.add_argument("output", help="directory for the .bin/.idx files and manifest.json")
+    parser.add_argument("paths", nargs="*", metavar="CORPUS OUTPUT",
+                        help="the corpus output directory and the output directory (or use --input/--output)")
+    parser.add_argument("--input", help="the corpus output directory (with manifest.json and shards/)")
+    parser.add_argument("--output", help="directory for the .bin/.idx files and manifest.json "
+                        "(new, empty, or an earlier tokenized output, replaced only on success)")
     parser.add_argument("--tokenizer", required=True, help="tokenizer directory (or tokenizer.model)")
     parser.add_argument("--config", help="YAML config whose tokenize: section sets the defaults below")
     parser.add_argument("--no-bos", dest="add_bos", action="store_false", default=None,
@@ -205,7 +271,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--no-eod", dest="append_eod", action="store_false", default=None,
                         help="do not end documents with EOD (default: append it)")
     parser.add_argument("--batch-size", type=int, default=None, help="documents per encode call (default 256)")
+    parser.add_argument("--verbose", action="store_true", help="show Beam's and its workers' logs instead of keeping them in a file")
     return parser
+
+
+def corpus_and_output(args: argparse.Namespace) -> tuple[str, str]:
+    """One corpus and one output, named by flags or as the two positional paths."""
+    rest = list(args.paths)
+    corpus = args.input if args.input is not None else (rest.pop(0) if rest else None)
+    output = args.output if args.output is not None else (rest.pop(0) if rest else None)
+    if rest:
+        raise BadInput(f"unexpected path(s) {' '.join(rest)}: tokenize reads one corpus into one output per run")
+    if corpus is None or output is None:
+        raise BadInput("name the corpus and the output (CORPUS OUTPUT, or --input CORPUS --output OUTPUT)")
+    return corpus, output
 
 
 def section_defaults(path: str | None) -> dict:
@@ -230,21 +309,23 @@ def section_defaults(path: str | None) -> dict:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
-    args, beam_args = parser.parse_known_args(argv)
     prog = parser.prog
     started = time.perf_counter()
     try:
+        args, beam_args = split_arguments(parser, argv)
+        corpus, output = corpus_and_output(args)
         defaults = section_defaults(args.config)
         config = TokenizeConfig(
-            corpus=args.corpus,
-            output=args.output,
+            corpus=corpus,
+            output=output,
             tokenizer=args.tokenizer,
             add_bos=args.add_bos if args.add_bos is not None else bool(defaults.get("add_bos", True)),
             append_eod=args.append_eod if args.append_eod is not None else bool(defaults.get("append_eod", True)),
             batch_size=args.batch_size if args.batch_size is not None else int(defaults.get("batch_size", 256)),
         )
-        manifest = run(config, beam_args)
-    except (BadInput, ShardError, TokenizerError) as exc:
+        manifest = run(config, beam_args, log_to_file=not args.verbose,
+                       say=lambda line: print(f"{prog}: {line}", file=sys.stderr))
+    except (BadInput, ShardError, TokenizerError, UsageError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started

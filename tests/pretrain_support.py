@@ -11,6 +11,7 @@ from pathlib import Path
 
 import zstandard
 
+from corpus.shards import shard_entry
 from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER, REPO, SHARED_DATA  # noqa: F401  (re-exported for the tests)
 
 
@@ -41,8 +42,9 @@ def write_shards(directory: Path, texts: list[str], num_shards: int, source: str
         docs.sort(key=lambda d: d["id"])
         path = shards_dir / f"part-{number:05d}-of-{num_shards:05d}.jsonl.zst"
         payload = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode()
-        path.write_bytes(zstandard.ZstdCompressor().compress(payload))
-        entries.append({"path": path.name, "documents": len(docs)})
+        data = zstandard.ZstdCompressor().compress(payload)
+        path.write_bytes(data)
+        entries.append(shard_entry(f"shards/{path.name}", len(docs), data))
     (directory / "manifest.json").write_text(json.dumps({"shards": entries}))
     return per_shard
 

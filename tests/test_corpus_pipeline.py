@@ -96,6 +96,47 @@ def test_rerun_with_another_worker_count_gives_identical_shards(ko_train, shared
     assert (ko_train / "stats.json").read_text() == (output / "stats.json").read_text()
 
 
+def test_near_duplicate_clusters_equal_a_plain_union_find_on_ko_train(ko_train, shared_data):
+    """The job's clusters (rounds over workers) against union-find over the same verified pairs,
+    recomputed here in memory with the pure functions: read, clean, exact dedup, MinHash, verify."""
+    import numpy as np
+
+    from corpus.clean import clean_document, text_key
+    from corpus.filters import QualityConfig
+    from corpus.minhash import (
+        MinHashConfig,
+        MinHasher,
+        band_hashes,
+        candidate_pairs,
+        connected_components,
+        estimated_jaccard,
+    )
+    from corpus.records import ReadOptions, read_input
+
+    smallest_by_text: dict[str, dict] = {}
+    for path in sorted((shared_data / "ko-train").glob("*.txt")):
+        with open(path, "rb") as stream:
+            for kind, record in read_input(str(path), stream, ReadOptions()):
+                cleaned, reason, _ = clean_document(record, QualityConfig()) if kind == "doc" else (None, "rejected", None)
+                if reason is None:
+                    key = text_key(cleaned["text"])
+                    if key not in smallest_by_text or cleaned["id"] < smallest_by_text[key]["id"]:
+                        smallest_by_text[key] = cleaned
+    docs = sorted(smallest_by_text.values(), key=lambda doc: doc["id"])
+    config = MinHashConfig()
+    hasher = MinHasher(config)
+    signatures = np.concatenate([hasher.signatures([d["text"] for d in docs[i : i + 2000]]) for i in range(0, len(docs), 2000)])
+    ids = [doc["id"] for doc in docs]
+    row = {doc_id: index for index, doc_id in enumerate(ids)}
+    bands = band_hashes(signatures, config.bands, config.rows)
+    candidates = {pair for band in range(config.bands) for pair in candidate_pairs(bands[:, band], ids)}
+    verified = [(a, b) for a, b in candidates if estimated_jaccard(signatures[row[a]], signatures[row[b]]) >= config.threshold]
+    expected = connected_components(verified)
+    rejected = [r for path in (ko_train / "rejected").glob("*.zst") for r in read_plain(path)]
+    clustered = {r["id"]: r["duplicate_of"] for r in rejected if r["reason"] == "near_duplicate"}
+    assert len(expected) > 50 and clustered == expected
+
+
 # --- bad input -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory) -> Path:

@@ -14,8 +14,8 @@ import pytest
 
 from stagekit.paths import REPO
 
-PRODUCT = ("corpus", "pipelines", "tokenizer", "checkpoints", "pretrain", "evaluation", "kocpt", "mcore_llama", "stagekit", "benchmarks")
-STAGES = ("corpus", "pipelines", "tokenizer", "checkpoints", "pretrain", "evaluation", "mcore_llama", "stagekit")
+PRODUCT = ("corpus", "pipelines", "tokenizer", "checkpoints", "pretrain", "evaluation", "serving", "kocpt", "mcore_llama", "stagekit", "benchmarks")
+STAGES = ("corpus", "pipelines", "tokenizer", "checkpoints", "pretrain", "evaluation", "serving", "mcore_llama", "stagekit")
 
 
 def imported_modules(path) -> set[str]:

@@ -11,7 +11,13 @@ import pytest
 import sentencepiece as spm
 import zstandard
 
-from tests.pretrain_support import LLAMA2_TOKENIZER, REPO, korean_lines, tokenized_corpus, write_shards
+from tests.pretrain_support import (
+    LLAMA2_TOKENIZER,
+    REPO,
+    korean_lines,
+    tokenized_corpus,
+    write_shards,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +83,19 @@ def test_gpt_dataset_samples_are_the_documents_in_its_order(tokenized):
     assert sample["tokens"].shape == (seq,)
 
 
+def record_in_manifest(corpus, shard) -> None:
+    """Make the corpus manifest describe `shard` as it is now (size and sha256)."""
+    from corpus.shards import shard_entry
+
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    data = shard.read_bytes()
+    manifest["shards"] = [
+        shard_entry(entry["file"], entry["documents"], data) if entry["file"].endswith(shard.name) else entry
+        for entry in manifest["shards"]
+    ]
+    (corpus / "manifest.json").write_text(json.dumps(manifest))
+
+
 def run_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipelines.tokenize_corpus", *map(str, args)],
@@ -107,7 +126,72 @@ def test_corrupt_shard_is_one_line_and_writes_no_manifest(tmp_path):
     write_shards(tmp_path / "corpus", korean_lines(20), 2)
     broken = tmp_path / "corpus" / "shards" / "part-00001-of-00002.jsonl.zst"
     broken.write_bytes(zstandard.ZstdCompressor().compress(b'{"id": "x", "text": "ok"}\n{broken\n'))
+    record_in_manifest(tmp_path / "corpus", broken)  # a shard written broken, not changed afterwards
     result = run_cli(tmp_path / "corpus", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER, "--direct_num_workers=1")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "part-00001-of-00002.jsonl.zst: unreadable shard" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+# --- the door: one verified corpus in, one output out, nothing half-written ----------------------
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "error:" in line]
+
+
+def snapshot(folder) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_corpus_without_manifest_or_with_a_missing_shard_is_refused(tmp_path):
+    write_shards(tmp_path / "corpus", korean_lines(10), 2)
+    (tmp_path / "corpus" / "shards" / "part-00001-of-00002.jsonl.zst").unlink()
+    result = run_cli("--input", tmp_path / "corpus", "--output", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER)
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1 and "part-00001-of-00002.jsonl.zst: shard named in manifest.json is missing" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "corpus" / "manifest.json").unlink()
+    result = run_cli(tmp_path / "corpus", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER)
+    assert result.returncode == 2 and "no manifest.json" in result.stderr and len(error_lines(result)) == 1
+
+
+def test_changed_shard_is_refused(tmp_path):
+    write_shards(tmp_path / "corpus", korean_lines(10), 2)
+    shard = tmp_path / "corpus" / "shards" / "part-00000-of-00002.jsonl.zst"
+    shard.write_bytes(zstandard.ZstdCompressor().compress(b'{"id": "x", "text": "\xec\x95\x88\xeb\x85\x95"}\n'))
+    result = run_cli(tmp_path / "corpus", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER)
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1 and "part-00000-of-00002.jsonl.zst: shard changed since the corpus was written" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_corpora_or_a_stray_path_or_option_are_refused(tmp_path):
+    write_shards(tmp_path / "a", korean_lines(10), 1)
+    write_shards(tmp_path / "b", korean_lines(10, skip=10), 1)
+    before = snapshot(tmp_path / "b")
+    result = run_cli(tmp_path / "a", tmp_path / "b", "--tokenizer", LLAMA2_TOKENIZER)
+    assert result.returncode == 2 and len(error_lines(result)) == 1 and "is a corpus, not an output folder" in result.stderr
+    assert snapshot(tmp_path / "b") == before
+    for extra in ([tmp_path / "c"], ["--no-bso"]):
+        result = run_cli(tmp_path / "a", tmp_path / "out", *extra, "--tokenizer", LLAMA2_TOKENIZER)
+        assert result.returncode == 2 and len(error_lines(result)) == 1, result.stderr
+        assert str(extra[0]) in error_lines(result)[0] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_failed_rerun_leaves_a_good_output_exactly_as_it_was(tmp_path):
+    write_shards(tmp_path / "corpus", korean_lines(40), 2)
+    good = run_cli("--input", tmp_path / "corpus", "--output", tmp_path / "nested" / "out", "--tokenizer", LLAMA2_TOKENIZER,
+                   "--direct_num_workers=1")
+    assert good.returncode == 0, good.stderr[-2000:]
+    before = snapshot(tmp_path / "nested" / "out")
+    assert json.loads(before["manifest.json"])["documents"] == 40
+    broken = tmp_path / "corpus" / "shards" / "part-00001-of-00002.jsonl.zst"
+    broken.write_bytes(zstandard.ZstdCompressor().compress(b'{"id": "x", "text": "ok"}\n{broken\n'))
+    record_in_manifest(tmp_path / "corpus", broken)
+    result = run_cli("--input", tmp_path / "corpus", "--output", tmp_path / "nested" / "out", "--tokenizer", LLAMA2_TOKENIZER,
+                     "--direct_num_workers=1")
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1 and "unreadable shard" in error_lines(result)[0]
+    assert "Traceback" not in result.stderr
+    assert snapshot(tmp_path / "nested" / "out") == before
+    assert sorted(path.name for path in (tmp_path / "nested").iterdir()) == ["out"]
