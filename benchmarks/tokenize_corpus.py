@@ -28,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.pretrain_support import KO_TRAIN, LLAMA2_TOKENIZER, write_shards  # noqa: E402
+from corpus.shards import write_texts_as_corpus  # noqa: E402
+from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
 
 
 class MegatronStyleEncoder:
@@ -82,7 +83,7 @@ def main() -> int:
     texts = texts * args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_shards(tmp / "corpus", texts, num_shards=max(args.workers, 1) * 2)
+        write_texts_as_corpus(tmp / "corpus", texts, num_shards=max(args.workers, 1) * 2)
         jsonl = tmp / "corpus.jsonl"
         with open(jsonl, "w", encoding="utf-8") as handle:
             for index, text in enumerate(texts):

@@ -127,3 +127,25 @@ def verified_shards(corpus: str | Path) -> list[Path]:
             raise ShardError(f"{path}: shard changed since the corpus was written (sha256 differs from {manifest_path.name})")
         shards.append(path)
     return shards
+
+
+def write_texts_as_corpus(directory: str | Path, texts: list[str], num_shards: int, source: str = "texts") -> list[list[dict]]:
+    """Plain texts in the corpus stage's output layout (DIR/shards/part-NNNNN-of-MMMMM.jsonl.zst and
+    a manifest with sizes and sha256), documents dealt round-robin: for benchmarks and tests that
+    need a corpus without running the Beam job. Returns the documents of each shard."""
+    directory = Path(directory)
+    shards_dir = directory / "shards"
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    per_shard: list[list[dict]] = [[] for _ in range(num_shards)]
+    for index, text in enumerate(texts):
+        per_shard[index % num_shards].append({"id": f"{source}:{index:08d}", "text": text, "source": source, "meta": {}})
+    entries = []
+    for number, docs in enumerate(per_shard):
+        docs.sort(key=lambda d: d["id"])
+        name = shard_name(number, num_shards)
+        data = encode_shard(docs, level=3)
+        (shards_dir / name).write_bytes(data)
+        entries.append(shard_entry(f"shards/{name}", len(docs), data))
+    (directory / "manifest.json").write_text(json.dumps({"shards": entries}))
+    return per_shard
+

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import zstandard
 
-from corpus.shards import shard_entry
+from corpus.shards import write_texts_as_corpus
 from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER, REPO, SHARED_DATA  # noqa: F401  (re-exported for the tests)
 
 
@@ -31,22 +30,7 @@ def korean_lines(limit: int, source: str = "nsmc_raw_reviews.txt", skip: int = 0
 
 def write_shards(directory: Path, texts: list[str], num_shards: int, source: str = "ko-train") -> list[list[dict]]:
     """Corpus-stage layout: DIR/shards/part-NNNNN-of-MMMMM.jsonl.zst (+ manifest.json)."""
-    shards_dir = directory / "shards"
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    per_shard: list[list[dict]] = [[] for _ in range(num_shards)]
-    for index, text in enumerate(texts):
-        doc = {"id": f"{source}:{index:08d}", "text": text, "source": source, "meta": {}}
-        per_shard[index % num_shards].append(doc)
-    entries = []
-    for number, docs in enumerate(per_shard):
-        docs.sort(key=lambda d: d["id"])
-        path = shards_dir / f"part-{number:05d}-of-{num_shards:05d}.jsonl.zst"
-        payload = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode()
-        data = zstandard.ZstdCompressor().compress(payload)
-        path.write_bytes(data)
-        entries.append(shard_entry(f"shards/{path.name}", len(docs), data))
-    (directory / "manifest.json").write_text(json.dumps({"shards": entries}))
-    return per_shard
+    return write_texts_as_corpus(directory, texts, num_shards, source)
 
 
 def tokenized_corpus(tmp_path_factory, num_docs: int = 600):

@@ -11,7 +11,7 @@ from evaluation import BadInput
 from evaluation.chance import uniform_macro_f1
 from evaluation.lm_eval_tasks import load_task_config, run_tasks
 from evaluation.run import main
-from tests.evaluation_fixtures import HELDOUT_KO, exported_model_dir, llama2_tokenizer_dir  # noqa: F401
+from tests.evaluation_fixtures import KO_HELDOUT, exported_model_dir, llama2_tokenizer_dir  # noqa: F401
 from tests.test_evaluation_tasks import no_network, tiny  # noqa: F401
 
 # As in klue-sts-v1.1_dev.json / klue-nli-v1.1_dev.json (made-up sentences; the release is not here).
@@ -99,7 +99,7 @@ def test_wrong_klue_labels_are_one_clear_error(tiny, tmp_path):
 def test_registry_tasks_without_data_are_skipped_and_the_rest_run(tmp_path, exported_model_dir, klue_files,
                                                                    no_network, capsys):
     out = tmp_path / "eval"
-    rc = main(["--model", str(exported_model_dir), "--output", str(out), "--korean", str(HELDOUT_KO), "--english",
+    rc = main(["--model", str(exported_model_dir), "--output", str(out), "--korean", str(KO_HELDOUT), "--english",
                "--max-documents", "2", "--tasks", "kobest_boolq", "belebele_kor_Hang", "klue_sts", "klue_nli",
                "--task-data", f"klue_sts={klue_files['klue_sts']}", "--task-data", f"klue_nli={klue_files['klue_nli']}",
                "--max-new-tokens", "0", "--no-progress"], prog="kocpt eval")
