@@ -192,7 +192,8 @@ def throughput(task: dict) -> dict:
         count = max(1, task["tokens_per_step"] // (mbs * seq))
         run = training_run(shape, seq_length=seq, micro_batch_size=mbs, micro_batches=count, steps=1000,
                            lr=1e-5, params_dtype=torch.bfloat16, recompute=recompute)
-        row = {"size": task["size"], "layers": shape.num_hidden_layers, "full_layers": task["full_layers"],
+        row = {"size": task["size"], "hidden_size": shape.hidden_size, "layers": shape.num_hidden_layers,
+               "full_layers": task["full_layers"],
                "recompute": recompute, "micro_batch_size": mbs, "micro_batches": count, "seq_length": seq,
                "spec": "transformer_engine" if use_te else "local"}
         if rows and rows[-1]["status"] == "out of memory":
