@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -49,7 +50,8 @@ TINY = dict(seq_length=64, micro_batch_size=2, micro_batches=2, steps=5, save_af
 
 
 def training_run(shape: LlamaShape, *, seq_length: int, micro_batch_size: int, micro_batches: int,
-                 steps: int, lr: float, params_dtype: torch.dtype, recompute: bool) -> TrainingRun:
+                 steps: int, lr: float, params_dtype: torch.dtype, recompute: bool,
+                 layout: ParallelLayout = LAYOUT, trainable: str | list[str] = "all") -> TrainingRun:
     """The `TrainingRun` that build_stage / train_step read: no tokenizer, data or init needed."""
     pretrain = PretrainConfig(
         micro_batch_size=micro_batch_size, global_batch_size=micro_batch_size * micro_batches,
@@ -59,8 +61,9 @@ def training_run(shape: LlamaShape, *, seq_length: int, micro_batch_size: int, m
     )
     return TrainingRun(
         settings=RunConfig(pretrain=pretrain, model=ModelSection()), shape=shape,
-        padded_vocab_size=padded_vocab_size(shape.vocab_size, LAYOUT.tensor), encoder=None, blend=[],
-        stages=[StageConfig(name="benchmark", steps=steps)], world_size=1, layout=LAYOUT,
+        padded_vocab_size=padded_vocab_size(shape.vocab_size, layout.tensor), encoder=None, blend=[],
+        stages=[StageConfig(name="benchmark", steps=steps, trainable=trainable)],
+        world_size=layout.tensor * layout.pipeline * layout.data, layout=layout,
         init_kind="random", init_path=None, resume_from=None, params_dtype=params_dtype, stage_ends=[steps],
     )
 
@@ -226,19 +229,62 @@ def throughput(task: dict) -> dict:
     return {"rows": rows}
 
 
+def real_widths(task: dict) -> dict:
+    """Llama-2-7B's hidden size, FFN size and heads with a merged ~47K vocabulary, 1 layer, fp32 on
+    CPU at this process group's TP: 3 steps from weights the TP=1 run saves (tests compare TPs).
+
+    The embedding and output layer (47,104 padded rows x 4,096 each) are frozen; the layer trains.
+    Training them too adds 12 bytes per element (fp32 grad + Adam moments), and with the layer
+    alone training a TP=1 process already peaks at ~9 GB (measured): over what a test may take
+    on a shared CPU machine. Their vocabulary-parallel forward and backward (the lookup over
+    padded rows, the split logits with padded ids masked, the parallel cross entropy) still run
+    at every layout; only their weight update is left out."""
+    from megatron.core import dist_checkpointing
+
+    from mcore_llama.weights import load_megatron_checkpoint_into
+
+    tp = torch.distributed.get_world_size()
+    shape = replace(SHAPES["7b"], vocab_size=task["vocab_size"], num_hidden_layers=1)
+    run = training_run(shape, seq_length=task["seq_length"], micro_batch_size=1, micro_batches=2, steps=3,
+                       lr=1e-4, params_dtype=torch.float32, recompute=False,
+                       layout=ParallelLayout(tensor=tp, pipeline=1, data=1),
+                       trainable=["decoder.*"])
+    device = torch.device("cpu")
+    trainer = Trainer(run, device, use_transformer_engine=False, distributed_optimizer=False)
+    init_dir = Path(task["init_dir"])
+    if (init_dir / "metadata.json").is_file():
+        load_megatron_checkpoint_into(trainer.model, init_dir)
+    else:
+        if torch.distributed.get_rank() == 0:
+            init_dir.mkdir(parents=True)
+        torch.distributed.barrier()
+        dist_checkpointing.save(trainer.model.sharded_state_dict(), str(init_dir))
+    data = micro_batches(shape, run, 6, device)
+    losses, grad_norms = [], []
+    for step in range(3):
+        loss, grad_norm = trainer.step(data[2 * step:2 * step + 2])
+        losses.append(loss)
+        grad_norms.append(grad_norm)
+    output_rows = trainer.model.output_layer.weight.shape[0]
+    return {"tensor_parallel": tp, "padded_vocab_size": run.padded_vocab_size, "output_rows_per_rank": output_rows,
+            "losses": losses, "grad_norms": grad_norms}
+
+
 def main(argv: list[str]) -> int:
     task, result_file = json.loads(argv[0]), Path(argv[1])
     from megatron.core import parallel_state
 
     from pretrain.processes import init_distributed
 
-    init_distributed(LAYOUT, seed=1234)
+    tp = task.get("tensor_parallel", 1)
+    init_distributed(ParallelLayout(tensor=tp, pipeline=1, data=1), seed=1234)
     try:
-        result = correctness(task) if task["kind"] == "correctness" else throughput(task)
+        result = {"correctness": correctness, "throughput": throughput, "real_widths": real_widths}[task["kind"]](task)
     finally:
         parallel_state.destroy_model_parallel()
         torch.distributed.destroy_process_group()
-    result_file.write_text(json.dumps(result))
+    if int(os.environ.get("RANK", "0")) == 0:
+        result_file.write_text(json.dumps(result))
     return 0
 
 
