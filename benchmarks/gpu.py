@@ -30,7 +30,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             gpu = run_worker(task, work_dir, "correctness-gpu", cpu=False)
             rows = gpu_half(args, work_dir, device)
     result = {
-        "schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "schema": 1, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(), "versions": versions(), "device": device, "gpu_half": half,
         "tolerances": {"fp32_absolute": FP32_TOLERANCE, "bf16_relative": BF16_RELATIVE_TOLERANCE},
         "correctness": {"cpu": cpu, "gpu": gpu},

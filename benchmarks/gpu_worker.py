@@ -26,7 +26,13 @@ import torch  # noqa: E402
 
 from mcore_llama.build import causal_attention_mask  # noqa: E402
 from mcore_llama.shape import LlamaShape, padded_vocab_size  # noqa: E402
-from pretrain.config import ModelSection, OptimizerSettings, PretrainConfig, RunConfig, StageConfig  # noqa: E402
+from pretrain.config import (  # noqa: E402
+    ModelSection,
+    OptimizerSettings,
+    PretrainConfig,
+    RunConfig,
+    StageConfig,
+)
 from pretrain.flops import flops_per_token  # noqa: E402
 from pretrain.resolve import ParallelLayout, TrainingRun  # noqa: E402
 
