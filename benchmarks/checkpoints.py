@@ -1,6 +1,7 @@
 """Benchmark the checkpoint stage: resize and HF → Megatron → HF on a ~1B Llama, and new-row init.
 
     .venv/bin/python benchmarks/checkpoints.py [--work DIR] [--train-steps 200]
+    .venv/bin/python benchmarks/checkpoints.py --size 7b      # the real size: ~30 GB disk, ~14 GB RAM
 
 1. A random Llama of about 1B parameters (hidden 2048, 16 layers, vocabulary 32,000) is written
    to disk in bf16, with Llama-2's tokenizer.model beside it.
@@ -13,6 +14,11 @@
    a small Llama is trained for a few hundred steps on Korean text with the base tokenizer,
    resized each way, and evaluated on held-out Korean prose (ko-heldout) with the merged tokenizer.
 Writes benchmarks/results/checkpoints.json and prints a table.
+
+`--size 7b` runs steps 1 and 3 only, at Llama-2-7B's shape (13.5 GB of bf16) with a merged
+tokenizer from a 16K Korean model (~47K rows): each file set is removed as soon as the next step
+has read it, and the round trip is checked against per-tensor SHA-256 digests of the resized
+model, so at most two 13.5 GB copies are on disk at once. Writes checkpoints-7b.json.
 """
 
 from __future__ import annotations
@@ -93,7 +99,7 @@ def llama_config(vocab: int, hidden: int, inter: int, layers: int, heads: int, k
     }
 
 
-def write_random_llama(out: Path, config: dict) -> int:
+def write_random_llama(out: Path, config: dict, label: str = "writing 1B model") -> int:
     """A random bf16 Llama written tensor by tensor (never the whole model in memory)."""
     out.mkdir(parents=True, exist_ok=True)
     h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
@@ -115,7 +121,7 @@ def write_random_llama(out: Path, config: dict) -> int:
             return (1 + 0.1 * torch.randn(shape, generator=gen)).to(torch.bfloat16)
         return (0.02 * torch.randn(shape, generator=gen)).to(torch.bfloat16)
 
-    write_safetensors_shards(out, [(n, s, torch.bfloat16) for n, s in specs], make, max_shard_bytes=GiB, progress="writing 1B model")
+    write_safetensors_shards(out, [(n, s, torch.bfloat16) for n, s in specs], make, max_shard_bytes=GiB, progress=label)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     shutil.copy(LLAMA2_TOKENIZER, out / "tokenizer.model")
     return sum(math.prod(s) for _, s in specs)
@@ -144,6 +150,59 @@ def same_tensors(a: Path, b: Path) -> bool:
     if sorted(ha.tensors) != sorted(hb.tensors):
         return False
     return all(torch.equal(ha.read(n), hb.read(n)) for n in ha.tensors)
+
+
+def tensor_digests(model_dir: Path) -> dict[str, tuple]:
+    """(dtype, shape, SHA-256 of the bytes) per tensor, read one tensor at a time."""
+    import hashlib
+
+    checkpoint = HFCheckpoint(model_dir)
+    digests = {}
+    for name in sorted(checkpoint.tensors):
+        tensor = checkpoint.read(name).contiguous()
+        raw = tensor.view(torch.uint8) if tensor.dim() else tensor.reshape(1).view(torch.uint8)
+        digests[name] = (str(tensor.dtype), tuple(tensor.shape), hashlib.sha256(raw.numpy().tobytes()).hexdigest())
+    return digests
+
+
+def seven_b(work: Path, output: Path) -> int:
+    """Resize and HF -> Megatron -> HF at Llama-2-7B's shape; each 13.5 GB set removed when read."""
+    merged = work / "merged-tokenizer"
+    added = make_merged_tokenizer(merged, vocab_size=16000)
+    base = work / "llama-2-7b-shaped"
+    params = write_random_llama(base, llama_config(32000, 4096, 11008, 32, 32, 32), label="writing 7B model")
+    size_on_disk = sum(f.stat().st_size for f in base.glob("*.safetensors"))
+    resized, megatron, back = work / "resized", work / "megatron", work / "back"
+    runs = {"resize": timed_process(["-m", "checkpoints.resize", "--model", str(base), "--tokenizer", str(merged),
+                                     "--output", str(resized), "--overwrite"])}
+    shutil.rmtree(base)
+    resized_size = sum(f.stat().st_size for f in resized.glob("*.safetensors"))
+    rows = json.loads((resized / "config.json").read_text())["vocab_size"]
+    runs["hf_to_megatron"] = timed_process(["-m", "checkpoints.convert", "--to", "megatron", "--input", str(resized),
+                                            "--output", str(megatron), "--overwrite"])
+    digests = tensor_digests(resized)
+    shutil.rmtree(resized)
+    runs["megatron_to_hf"] = timed_process(["-m", "checkpoints.convert", "--to", "hf", "--input", str(megatron),
+                                            "--output", str(back), "--tokenizer", str(merged), "--overwrite"])
+    shutil.rmtree(megatron)
+    round_trip = tensor_digests(back) == digests
+    shutil.rmtree(back)
+    for name, run in runs.items():
+        run["model_bytes_on_disk"] = size_on_disk if name == "resize" else resized_size
+        run["peak_rss_over_model_size"] = run["peak_rss_bytes"] / run["model_bytes_on_disk"]
+    result = {"model": {"parameters": params, "bytes_on_disk_bf16": size_on_disk, "shape": "Llama-2-7B",
+                        "resized_vocab_rows": rows},
+              "merged_tokenizer_added_pieces": added, "runs": runs, "round_trip_bit_identical": round_trip}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"model: {params / 1e9:.2f}B parameters, {size_on_disk / GiB:.2f} GiB bf16; merged tokenizer "
+          f"+{added} pieces -> {rows:,} rows")
+    print(f"{'step':<16}{'seconds':>9}{'peak RSS GiB':>14}{'x model size':>14}")
+    for name, run in runs.items():
+        print(f"{name:<16}{run['seconds']:>9.1f}{run['peak_rss_bytes'] / GiB:>14.2f}{run['peak_rss_over_model_size']:>14.2f}")
+    print(f"HF -> Megatron -> HF bit-identical: {round_trip}")
+    print(f"wrote {output}")
+    return 0 if round_trip else 1
 
 
 # ---------------------------------------------------------------------- initial Korean loss
@@ -226,10 +285,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--train-steps", type=int, default=150, help="steps for the small model of the init comparison")
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "checkpoints.json")
+    parser.add_argument("--size", choices=("1b", "7b"), default="1b",
+                        help="1b: the ~1B model (--hidden etc.) and the init comparison; 7b: Llama-2-7B's shape, "
+                             "resize and round trip only (needs ~30 GB free disk)")
+    parser.add_argument("--output", type=Path, help="JSON result (default benchmarks/results/checkpoints[-7b].json)")
     args = parser.parse_args(argv)
+    if args.size == "7b":
+        shape_flags = [flag for flag, value in (("--hidden", args.hidden != 2048), ("--intermediate", args.intermediate != 5632),
+                       ("--layers", args.layers != 16), ("--heads", args.heads != 16)) if value]
+        if shape_flags:
+            parser.error(f"--size 7b fixes the shape: {', '.join(shape_flags)} not used")
+    output = args.output or REPO / "benchmarks" / "results" / ("checkpoints-7b.json" if args.size == "7b" else "checkpoints.json")
     work = args.work or Path(tempfile.mkdtemp(prefix="kocpt-bench-ckpt-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.size == "7b":
+        try:
+            return seven_b(work, output)
+        finally:
+            if args.work is None:
+                shutil.rmtree(work, ignore_errors=True)
     try:
         merged = work / "merged-tokenizer"
         added = make_merged_tokenizer(merged)
@@ -278,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         "initial_korean_loss": init,
         "target_peak_rss_over_model_size": 1.2,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"model: {params / 1e9:.2f}B parameters, {size_on_disk / GiB:.2f} GiB bf16; merged tokenizer +{added} pieces")
     print(f"{'step':<16}{'seconds':>9}{'peak RSS GiB':>14}{'x model size':>14}{'7B est. GiB':>13}")
@@ -291,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("before_resize_base_tokenizer", "fvt", "fvt_eeve_first_piece_head", "mean", "random"):
         r = init[name]
         print(f"{name:<28}{r['loss_per_token']:>11.3f}{r['bits_per_char']:>11.3f}{r['new_token_share']:>17.2%}")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
 
 

@@ -9,6 +9,8 @@ agree on names and shapes. How it is split over ranks is Megatron's (tensor-para
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 import torch.nn.functional as F
 
@@ -57,11 +59,17 @@ def transformer_config(
         bf16=bf16,
         use_cpu_initialization=on_cpu,
         perform_initialization=perform_initialization,
-        # Fused kernels need CUDA; on GPUs they are Megatron's defaults.
-        gradient_accumulation_fusion=not on_cpu,
+        # Fused kernels need CUDA and their compiled extensions (Apex / Megatron's fused kernels):
+        # Megatron raises at build or first forward when one is asked for but not installed (a
+        # GPU node with megatron-core from a wheel has none of them). The persistent-LayerNorm
+        # kernel is Apex LayerNorm only: Llama's RMSNorm never uses it, and the local spec's
+        # torch RMSNorm refuses the flag.
+        gradient_accumulation_fusion=not on_cpu and _have_module("fused_weight_gradient_mlp_cuda"),
         apply_rope_fusion=False,
-        persist_layer_norm=not on_cpu,
-        masked_softmax_fusion=not on_cpu,
+        persist_layer_norm=False,
+        masked_softmax_fusion=not on_cpu
+        and _have_module("scaled_masked_softmax_cuda")
+        and _have_module("scaled_upper_triang_masked_softmax_cuda"),
         bias_activation_fusion=False,
         bias_dropout_fusion=False,
         cross_entropy_loss_fusion=not on_cpu,
@@ -69,6 +77,10 @@ def transformer_config(
         recompute_method="uniform" if recompute else None,
         recompute_num_layers=1 if recompute else None,
     )
+
+
+def _have_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
 
 
 def layer_spec(use_transformer_engine: bool | None = None):

@@ -1,6 +1,6 @@
 """`kocpt plan CONFIG`: parameters, memory per GPU and expected throughput, before queueing.
 
-    kocpt plan configs/llama2-7b.yaml [--nodes 4] [--gpus-per-node 8] [--mfu 0.45] [--json FILE]
+    kocpt plan configs/llama2-7b.yaml [--nodes 4] [--gpus-per-node 8] [--mfu 0.45 | --measured FILE] [--json FILE]
 
 Memory per GPU follows Megatron's mixed-precision accounting: bf16 weights (2 B/param), fp32
 gradient buffer (4 B/param, grad_reduce_in_fp32), and fp32 master weights + Adam moments
@@ -9,6 +9,13 @@ Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
 Llama layer (SwiGLU MLP, GQA, no dropout, no sequence parallel), with flash attention on GPUs (no
 s² score tensor), on the first pipeline stage (which holds `pipeline` micro batches in flight
 under 1F1B), plus the fp32 logits of the LM head. Step time = FLOPs / (GPUs × peak × MFU).
+
+Where the MFU comes from, in this order: `--mfu`; a GPU measurement by `benchmarks/gpu.py`
+(`--measured FILE`, else `benchmarks/results/gpu.json` when it exists): its row closest to this
+model (hidden size), recomputation setting and micro-batch size. MFU carries over from the
+measured GPU to the configured one, i.e. tokens/s scale by their peak bf16 TFLOP/s. Otherwise
+`cluster.assumed_mfu` (0.45). The output says which: "MFU 0.45 (assumed)" or "MFU 0.52 (measured
+on H200, micro-batch 2)". A CPU-only run of gpu.py measures nothing and is not used.
 
 The anchor: Meta trained Llama-2-7B on 2T tokens in 184,320 A100-hours, i.e. about 3,014 tokens/s
 per GPU, which is ~45% MFU at sequence length 4096 by the same FLOP count.
@@ -30,6 +37,7 @@ from pretrain.flops import flops_per_token, parameter_counts
 from mcore_llama.shape import LlamaShape, padded_vocab_size
 
 GIB = 1024**3
+DEFAULT_MEASUREMENT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu.json"
 META_LLAMA2_7B_TOKENS_PER_GPU_S = 2.0e12 / (184_320 * 3600)  # 3,014: Llama-2 paper, table 2
 
 
@@ -39,6 +47,57 @@ class Cluster:
     gpus_per_node: int = 8
     gpu_memory_gib: float = 80.0
     assumed_mfu: float = 0.45  # what well-tuned Megatron-Core reaches on A100 for 7B (and Meta's)
+
+
+@dataclass
+class MfuSource:
+    """The MFU the plan uses and where it comes from (printed with it)."""
+
+    mfu: float
+    origin: str  # "assumed" | "given" | "measured"
+    note: str = ""  # e.g. "measured on H200, micro-batch 2"
+    measurement: dict | None = None  # the benchmark row used
+
+    def label(self) -> str:
+        return f"MFU {self.mfu:.2f} ({self.note or self.origin})"
+
+
+def measured_mfu(path: Path, shape: LlamaShape, micro_batch_size: int, recompute: bool) -> MfuSource | str:
+    """The GPU measurement closest to this run in a `benchmarks/gpu.py` JSON, or why there is none."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--measured {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    device = report.get("device") or {}
+    rows = [row for row in report.get("throughput") or []
+            if row.get("status") == "ok" and isinstance(row.get("mfu"), (int, float)) and row["mfu"] > 0]
+    if device.get("type") != "cuda" or not rows:
+        return f"{path} has no GPU measurement (CPU half only)" if device.get("type") != "cuda" \
+            else f"{path} has no successful GPU measurement with a known peak"
+
+    def distance(row):  # same width first, then the same recomputation, then the nearest micro batch
+        return (abs(row.get("hidden_size", 0) - shape.hidden_size), row.get("recompute") != recompute,
+                abs(row["micro_batch_size"] - micro_batch_size), row["micro_batch_size"])
+
+    row = min(rows, key=distance)
+    gpu = device.get("model") or device.get("name", "a GPU")
+    return MfuSource(mfu=float(row["mfu"]), origin="measured", measurement={**row, "file": str(path), "gpu": gpu},
+                     note=f"measured on {gpu}, micro-batch {row['micro_batch_size']}")
+
+
+def mfu_source(cluster: Cluster, given: float | None, measured: str | None, shape: LlamaShape,
+               micro_batch_size: int, recompute: bool) -> MfuSource:
+    if given is not None:
+        return MfuSource(mfu=given, origin="given", note="given with --mfu")
+    if measured is not None and not Path(measured).is_file():
+        raise ConfigError(f"--measured {measured}: no such file")
+    path = Path(measured) if measured is not None else DEFAULT_MEASUREMENT
+    if path.is_file():
+        found = measured_mfu(path, shape, micro_batch_size, recompute)
+        if isinstance(found, MfuSource):
+            return found
+        return MfuSource(mfu=cluster.assumed_mfu, origin="assumed", note=f"assumed; {found}")
+    return MfuSource(mfu=cluster.assumed_mfu, origin="assumed")
 
 
 def read_cluster(path: str | None) -> Cluster:
@@ -94,9 +153,10 @@ def activation_bytes_per_layer(shape: LlamaShape, seq: int, micro_batch: int, tp
     return replicated + split / tp
 
 
-def plan(run: RunConfig, cluster: Cluster) -> dict:
+def plan(run: RunConfig, cluster: Cluster, mfu_given: float | None = None, measured: str | None = None) -> dict:
     config = run.pretrain
     shape = model_shape(run)
+    source = mfu_source(cluster, mfu_given, measured, shape, config.micro_batch_size, config.recompute_activations)
     tp, pp = config.parallel.tensor, config.parallel.pipeline
     gpus = cluster.nodes * cluster.gpus_per_node
     if gpus % (tp * pp):
@@ -132,7 +192,7 @@ def plan(run: RunConfig, cluster: Cluster) -> dict:
     fpt = flops_per_token(shape, seq, padded)
     tokens_per_step = config.global_batch_size * seq
     peak = config.peak_tflops_per_gpu * 1e12
-    tokens_per_gpu_s = peak * cluster.assumed_mfu / fpt
+    tokens_per_gpu_s = peak * source.mfu / fpt  # a measured MFU carries over: tokens/s scale with peak
     step_time = tokens_per_step / (tokens_per_gpu_s * gpus)
     stages = resolve_stages(config)
     steps = sum(stage.steps for stage in stages)
@@ -149,7 +209,8 @@ def plan(run: RunConfig, cluster: Cluster) -> dict:
                                "optimizer_states": optimizer_states / GIB, "activations": activations / GIB,
                                "overhead": overhead / GIB, "total": total / GIB,
                                "capacity": cluster.gpu_memory_gib, "fits": total / GIB <= cluster.gpu_memory_gib},
-        "throughput": {"flops_per_token": fpt, "assumed_mfu": cluster.assumed_mfu,
+        "throughput": {"flops_per_token": fpt, "mfu": source.mfu, "mfu_origin": source.origin,
+                       "mfu_label": source.label(), "mfu_measurement": source.measurement,
                        "peak_tflops_per_gpu": config.peak_tflops_per_gpu,
                        "tokens_per_s_per_gpu": tokens_per_gpu_s, "tokens_per_s": tokens_per_gpu_s * gpus,
                        "step_time_s": step_time, "steps": steps, "tokens": steps * tokens_per_step,
@@ -176,7 +237,7 @@ def render(result: dict) -> str:
         f"  activ.  {mem['activations']:7.2f}   (first pipeline stage, incl. fp32 logits)",
         f"  other   {mem['overhead']:7.2f}   (CUDA context, NCCL, fragmentation)",
         f"  total   {mem['total']:7.2f} of {mem['capacity']:.0f} -> {verdict}",
-        f"throughput at {100 * thr['assumed_mfu']:.0f}% MFU of {thr['peak_tflops_per_gpu']:.0f} TFLOP/s: "
+        f"throughput at {thr['mfu_label']} of {thr['peak_tflops_per_gpu']:.0f} TFLOP/s peak: "
         f"{thr['flops_per_token'] / 1e9:.1f} GFLOP/token -> {thr['tokens_per_s_per_gpu']:,.0f} tokens/s per GPU, "
         f"{thr['tokens_per_s']:,.0f} tokens/s in total, {thr['step_time_s']:.2f} s/step",
         f"run        {thr['steps']:,} steps = {thr['tokens'] / 1e9:.1f}B tokens in {thr['hours']:.1f} h "
@@ -196,7 +257,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--nodes", type=int, help="nodes (default: cluster.nodes or 1)")
     parser.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: cluster.gpus_per_node or 8)")
     parser.add_argument("--gpu-memory-gib", type=float, help="memory per GPU (default 80)")
-    parser.add_argument("--mfu", type=float, help="assumed model FLOPs utilization (default 0.45)")
+    parser.add_argument("--mfu", type=float, help="model FLOPs utilization to assume (overrides any measurement)")
+    parser.add_argument("--measured", metavar="FILE",
+                        help="benchmarks/gpu.py JSON to take the MFU from (default: benchmarks/results/gpu.json "
+                             "when present; else cluster.assumed_mfu, 0.45)")
     parser.add_argument("--json", help="also write the plan as JSON here")
     return parser
 
@@ -209,12 +273,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         run = load_config(args.config, args.overrides)
         cluster = read_cluster(args.config)
         for field_name, value in (("nodes", args.nodes), ("gpus_per_node", args.gpus_per_node),
-                                  ("gpu_memory_gib", args.gpu_memory_gib), ("assumed_mfu", args.mfu)):
+                                  ("gpu_memory_gib", args.gpu_memory_gib)):
             if value is not None:
                 setattr(cluster, field_name, value)
-        if not 0 < cluster.assumed_mfu <= 1:
-            raise ConfigError(f"--mfu must be in (0, 1], got {cluster.assumed_mfu}")
-        result = plan(run, cluster)
+        if args.mfu is not None and args.measured is not None:
+            raise ConfigError("--mfu and --measured: give one (--mfu overrides any measurement)")
+        for name, value in (("--mfu", args.mfu), ("cluster.assumed_mfu", cluster.assumed_mfu)):
+            if value is not None and not 0 < value <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {value}")
+        result = plan(run, cluster, args.mfu, args.measured)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

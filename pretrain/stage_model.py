@@ -28,8 +28,13 @@ def trainable(name: str, stage: StageConfig) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in stage.trainable)
 
 
-def build_stage(run: TrainingRun, stage: StageConfig):
-    """GPTModel (this rank's part) in Megatron DDP, its optimizer and lr schedule."""
+def build_stage(run: TrainingRun, stage: StageConfig, *, use_transformer_engine: bool | None = None,
+                distributed_optimizer: bool | None = None):
+    """GPTModel (this rank's part) in Megatron DDP, its optimizer and lr schedule.
+
+    `use_transformer_engine` / `distributed_optimizer`: None = the training defaults (TE spec when
+    importable on GPUs; distributed optimizer on GPUs with data parallel > 1); benchmarks/gpu.py
+    sets them."""
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer, get_standard_config_overrides
     from megatron.core.optimizer.optimizer_config import ParamKey
@@ -44,6 +49,7 @@ def build_stage(run: TrainingRun, stage: StageConfig):
         params_dtype=run.params_dtype,
         make_vocab_size_divisible_by=run.padded_vocab_size // tp,  # reproduces the stored padding
         recompute=config.recompute_activations,
+        use_transformer_engine=use_transformer_engine,
     )
     mask_padded_vocab(model, run.shape.vocab_size)  # padded ids never take probability mass
     for name, param in model.named_parameters():
@@ -54,7 +60,8 @@ def build_stage(run: TrainingRun, stage: StageConfig):
         config=model.config,
         ddp_config=DistributedDataParallelConfig(
             grad_reduce_in_fp32=True,
-            use_distributed_optimizer=on_gpu and run.layout.data > 1,  # not on CPU (DESIGN.md)
+            use_distributed_optimizer=(on_gpu and run.layout.data > 1) if distributed_optimizer is None
+            else distributed_optimizer,  # not on CPU (DESIGN.md)
             overlap_grad_reduce=False,
         ),
         module=model,
