@@ -34,7 +34,8 @@ def ensure_llama_cpp() -> None:
     if not (target / "llama_cpp").is_dir():
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(staging),
+        # --no-deps: numpy, jinja2 and typing-extensions come from the environment; diskcache is its only extra.
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
                         f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "diskcache"], check=True, timeout=3600)
         staging.rename(target)
     sys.path.insert(0, str(target))

@@ -78,21 +78,25 @@ def _hf_columns(directory: Path, proto: ModelProto) -> tuple[list[_Column], list
     spec = proto.trainer_spec
     named = {key: proto.pieces[i].piece for key, i in (("bos_token", spec.bos_id), ("eos_token", spec.eos_id),
                                                         ("unk_token", spec.unk_id)) if 0 <= i < len(proto.pieces)}
-    slow = SentencePieceBackend(vocab_file=str(directory / "tokenizer.model"), legacy=True,
-                                special_tokens_pattern="bos" if spec.bos_id >= 0 else "none", **named)
-    llama_class = LlamaTokenizer.from_pretrained(str(directory))
-
     def encoder(tokenizer):
         return lambda texts, bos: [tokenizer(t, add_special_tokens=bos)["input_ids"] for t in texts]
 
     version = transformers.__version__
-    columns = [
-        _Column("hf_fast", f"AutoTokenizer -> {type(fast).__name__} (transformers {version})", encoder(fast)),
-        _Column("hf_slow", f"SentencePieceBackend (transformers {version} has no slow LlamaTokenizer; this is its "
-                "only Python, sentencepiece-backed tokenizer)", encoder(slow)),
-        _Column("hf_llama_class", "transformers' LlamaTokenizer class (tokenizers-backed, rebuilds its own pipeline "
-                "from tokenizer.model); information only", encoder(llama_class), counts_as_defect=False),
-    ]
+    columns = [_Column("hf_fast", f"AutoTokenizer -> {type(fast).__name__} (transformers {version})", encoder(fast))]
+    try:
+        slow = SentencePieceBackend(vocab_file=str(directory / "tokenizer.model"), legacy=True,
+                                    special_tokens_pattern="bos" if spec.bos_id >= 0 else "none", **named)
+        columns.append(_Column("hf_slow", f"SentencePieceBackend (transformers {version} has no slow LlamaTokenizer; "
+                               "this is its only Python, sentencepiece-backed tokenizer)", encoder(slow)))
+    except Exception as exc:  # noqa: BLE001 - reported, the other columns still run
+        notes.append(f"hf_slow: SentencePieceBackend cannot load it ({type(exc).__name__}: {str(exc)[:120]})")
+    try:
+        llama_class = LlamaTokenizer.from_pretrained(str(directory))
+        columns.append(_Column("hf_llama_class", "transformers' LlamaTokenizer class (tokenizers-backed, rebuilds its "
+                               "own pipeline from tokenizer.model); information only", encoder(llama_class),
+                               counts_as_defect=False))
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"hf_llama_class: LlamaTokenizer cannot load it ({type(exc).__name__}: {str(exc)[:120]})")
     return columns, notes
 
 
