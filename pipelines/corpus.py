@@ -33,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from corpus.components import rounds_for
 from corpus.config import CorpusConfig, load_corpus_config
 from corpus.encodings import ENCODINGS
+from corpus.index import tag_previous
 from corpus.records import HF_PREFIX, SUPPORTED_TYPES, input_format, is_hf_dataset_dir
 from pipelines import corpus_steps as steps
 from pipelines.clustering import JOB_ERROR_MARKER
@@ -74,6 +75,9 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--target-shard-mb", type=float, help="input MB per shard when --num-shards is not given")
     parser.add_argument("--zstd-level", type=int, help="zstd compression level 1-22 (default: 10)")
     parser.add_argument("--no-near-dedup", action="store_true", help="skip MinHash near-duplicate removal")
+    parser.add_argument("--dedup-against", action="append", default=[], metavar="PREVIOUS_OUTPUT",
+                        help="an earlier kocpt corpus output (repeatable): documents that are exact or near "
+                        "duplicates of its documents are dropped (read from its index/, never its text)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="record a corrupt/truncated file in rejected/ and go on, instead of failing the job")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (only after success)")
@@ -138,11 +142,36 @@ def count_shards(config: CorpusConfig, input_bytes: int) -> int:
     return max(1, math.ceil(input_bytes / (config.target_shard_mb * MIB)))
 
 
+def previous_index_files(outputs: list[str], output: str) -> list[str]:
+    """The index files of earlier outputs named by --dedup-against, each checked to exist."""
+    files = []
+    for previous in outputs:
+        previous = previous.rstrip("/")
+        if previous == output:
+            raise UsageError(f"{previous}: --dedup-against names the output itself")
+        manifest_path = FileSystems.join(previous, "manifest.json")
+        if not FileSystems.exists(manifest_path):
+            raise UsageError(f"{previous}: no manifest.json (not a finished kocpt corpus output)")
+        with FileSystems.open(manifest_path) as handle:
+            entries = json.loads(handle.read().decode("utf-8")).get("index")
+        if not entries:
+            raise UsageError(f"{previous}: its manifest.json lists no index/ (written by an older kocpt: rerun it)")
+        for entry in entries:
+            path = FileSystems.join(previous, entry["file"])
+            if not FileSystems.exists(path):
+                raise UsageError(f"{path}: index file named in {manifest_path} is missing")
+            files.append(path)
+    return files
+
+
 def build_pipeline(
     pipeline, inputs, config: CorpusConfig, staging: str, num_shards: int, skip_bad_files: bool, run_info: dict,
-    parallelism: int = 8,
+    parallelism: int = 8, previous: list[str] = (),
 ):
-    """The whole job graph; returns nothing (everything it produces is written under `staging`)."""
+    """The whole job graph; returns nothing (everything it produces is written under `staging`).
+
+    `previous`: index files of earlier outputs to deduplicate against.
+    """
     specs = [(kind, name) for kind, name, _ in inputs]
     read = (
         pipeline
@@ -162,8 +191,15 @@ def build_pipeline(
     )
     outcomes = [read[steps.ReadInputFn.REJECTED], cleaned[steps.CleanFn.DROPPED]]
     docs = cleaned.docs
-    if config.exact_dedup:
-        exact = docs | "ExactDedup" >> steps.ExactDedup()
+    previous_rows = previous_exact = previous_near = None
+    if previous:
+        previous_rows = (pipeline | "PreviousIndex" >> beam.Create(list(previous))
+                         | "ReadPreviousIndex" >> beam.FlatMap(steps.read_index_file))
+        previous_exact = previous_rows | "PreviousTexts" >> beam.Map(lambda row: (row[1], row[0]))
+        previous_near = (previous_rows | "PreviousSigned" >> beam.Filter(lambda row: row[3] is not None)
+                         | "TagPrevious" >> beam.Map(lambda row: (tag_previous(row[0]), row[2], row[3])))
+    if config.exact_dedup or previous:
+        exact = docs | "ExactDedup" >> steps.ExactDedup(previous_exact, within=config.exact_dedup)
         docs = exact.kept
         outcomes.append(exact.dropped)
     input_bytes = sum(size for _, _, size in inputs)
@@ -171,10 +207,13 @@ def build_pipeline(
         partitions = max(1, math.ceil(input_bytes / (64 * MIB)))
         # A document takes at least two bytes (a character and a line end); a hub dataset's size is unknown.
         max_documents = input_bytes // 2 if input_bytes else 1 << 40
-        drop = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions, rounds_for(max_documents))
+        drop, signatures = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions, rounds_for(max_documents),
+                                                                 previous_near)
     else:
         drop = pipeline | "NoNearDuplicates" >> beam.Create([])
-    written = (docs, drop) | "Shards" >> steps.WriteShards(staging, "shards", num_shards, config.zstd_level)
+        signatures = pipeline | "NoSignatures" >> beam.Create([])
+    written = (docs, drop, signatures) | "Shards" >> steps.WriteShards(
+        staging, "shards", num_shards, config.zstd_level, index_bands=(config.minhash.bands, config.minhash.rows))
     outcomes.append(written.dropped)
 
     all_outcomes = tuple(outcomes) | "AllOutcomes" >> beam.Flatten()
@@ -207,6 +246,7 @@ def build_pipeline(
             read_docs=beam.pvalue.AsSingleton(read_docs),
             read_rejects=beam.pvalue.AsSingleton(read_rejects),
             file_reports=beam.pvalue.AsList(file_reports),
+            index_entries=beam.pvalue.AsList(written[steps.WriteShardFn.INDEX]),
         )
     )
 
@@ -252,6 +292,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if FileSystems.exists(output) and not args.overwrite:
             raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
         inputs, skipped = expand_inputs(args.input)
+        previous = previous_index_files(args.dedup_against, output)
         num_shards = count_shards(config, sum(size for _, _, size in inputs))
         options = pipeline_options(beam_args)
         prepare_output(output, say)
@@ -259,6 +300,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         run_info = {
             "inputs": [{"kind": kind, "path": name, "bytes": size} for kind, name, size in inputs],
             "skipped_files": skipped,
+            "dedup_against": [path.rstrip("/") for path in args.dedup_against],
             "config": config.to_dict(),
             "num_shards": num_shards,
             "runner": options.get_all_options()["runner"],
@@ -276,7 +318,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         with worker_logs_to(log_path):
             with beam.Pipeline(options=options) as pipeline:
                 build_pipeline(pipeline, inputs, config, staging, num_shards, args.skip_bad_files, run_info,
-                               parallelism_hint(options))
+                               parallelism_hint(options), previous)
         promote(staging, output, args.overwrite)
         if log_path:
             os.remove(log_path)

@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 
 from corpus.clean import clean_document, text_key
 from corpus.encodings import MOSTLY_UNDECODABLE
+from corpus.index import INDEX_FOLDER, encode_index, index_name, is_previous, previous_candidates, read_index, untag
 from corpus.filters import QualityConfig
 from corpus.minhash import (
     MinHashConfig,
@@ -123,15 +124,43 @@ def _keep_smallest_id(item):
         yield beam.pvalue.TaggedOutput("dropped", ("dropped", "exact_duplicate", record))
 
 
+def _keep_new(item, within: bool):
+    """(text key, {docs, previous ids}) → as `_keep_smallest_id` (or all docs when not `within`),
+    unless an earlier output holds the text."""
+    key, grouped = item
+    docs, previous = list(grouped["docs"]), list(grouped["previous"])
+    if not docs:
+        return
+    if not previous:
+        yield from _keep_smallest_id((key, docs)) if within else docs
+        return
+    earlier = min(previous)
+    for doc in docs:
+        _count("dropped.exact_duplicate_of_previous")
+        record = {"id": doc["id"], "source": doc["source"], "reason": "exact_duplicate_of_previous", "duplicate_of": earlier}
+        yield beam.pvalue.TaggedOutput("dropped", ("dropped", "exact_duplicate_of_previous", record))
+
+
 class ExactDedup(beam.PTransform):
-    """Documents with identical normalized text keep only the smallest id."""
+    """Documents with identical normalized text keep only the smallest id; with `previous`
+    ((text_sha256, id) of earlier outputs), a text an earlier output holds is dropped entirely."""
+
+    def __init__(self, previous=None, within: bool = True):
+        super().__init__()
+        self.previous, self.within = previous, within
 
     def expand(self, docs):
+        keyed = docs | "KeyByText" >> beam.Map(lambda doc: (text_key(doc["text"]), doc))
+        if self.previous is None:
+            return (
+                keyed
+                | "GroupByText" >> beam.GroupByKey()
+                | "KeepSmallestId" >> beam.FlatMap(_keep_smallest_id).with_outputs("dropped", main="kept")
+            )
         return (
-            docs
-            | "KeyByText" >> beam.Map(lambda doc: (text_key(doc["text"]), doc))
-            | "GroupByText" >> beam.GroupByKey()
-            | "KeepSmallestId" >> beam.FlatMap(_keep_smallest_id).with_outputs("dropped", main="kept")
+            {"docs": keyed, "previous": self.previous}
+            | "GroupByTextAndPrevious" >> beam.CoGroupByKey()
+            | "KeepNew" >> beam.FlatMap(_keep_new, within=self.within).with_outputs("dropped", main="kept")
         )
 
 
@@ -157,14 +186,24 @@ class SignBatchFn(beam.DoFn):
         signatures = self.hasher.signatures([doc["text"] for doc in batch])
         for doc_id, signature in zip(ids, signatures):
             yield beam.pvalue.TaggedOutput(self.SIGNATURES, (doc_id, signature.tobytes()))
-        id_array = np.array(ids, dtype=object)
-        all_bands = band_hashes(signatures, self.config.bands, self.config.rows)
-        for band in range(self.config.bands):
-            hashes = all_bands[:, band]
-            part = (hashes >> np.uint64(40)) % np.uint64(self.partitions)
-            for partition in np.unique(part):
-                chosen = part == partition
-                yield ((band, int(partition)), (hashes[chosen].tobytes(), id_array[chosen].tolist()))
+        yield from bucket_batches(ids, band_hashes(signatures, self.config.bands, self.config.rows), self.partitions)
+
+
+def bucket_batches(ids: list[str], all_bands: np.ndarray, partitions: int):
+    """Band hashes [docs, bands] of a batch → ((band, partition), (hashes bytes, ids)) elements."""
+    id_array = np.array(ids, dtype=object)
+    for band in range(all_bands.shape[1]):
+        hashes = np.ascontiguousarray(all_bands[:, band])
+        part = (hashes >> np.uint64(40)) % np.uint64(partitions)
+        for partition in np.unique(part):
+            chosen = part == partition
+            yield ((band, int(partition)), (hashes[chosen].tobytes(), id_array[chosen].tolist()))
+
+
+def _previous_buckets(batch: list[tuple[str, list[int], bytes]], partitions: int):
+    """A batch of earlier outputs' (tagged id, band hashes, signature) → the same bucket elements."""
+    ids = [doc_id for doc_id, _, _ in batch]
+    yield from bucket_batches(ids, np.array([bands for _, bands, _ in batch], dtype=np.uint64), partitions)
 
 
 def _bucket_candidates(item):
@@ -172,7 +211,13 @@ def _bucket_candidates(item):
     _, batches = item
     hashes = np.concatenate([np.frombuffer(h, dtype=np.uint64) for h, _ in batches])
     ids = [doc_id for _, batch_ids in batches for doc_id in batch_ids]
-    yield from candidate_pairs(hashes, ids)
+    earlier = np.fromiter((is_previous(doc_id) for doc_id in ids), dtype=bool, count=len(ids))
+    if not earlier.any():
+        yield from candidate_pairs(hashes, ids)
+        return
+    new = ~earlier
+    yield from candidate_pairs(hashes[new], [doc_id for doc_id, keep in zip(ids, new) if keep])
+    yield from previous_candidates(hashes, ids)
 
 
 def _attach_signature(item):
@@ -209,11 +254,12 @@ class NearDedup(beam.PTransform):
     (`pipelines.clustering`); each cluster keeps its smallest id.
     """
 
-    def __init__(self, config: MinHashConfig, partitions: int, rounds: int, batch_size: int = 2000):
+    def __init__(self, config: MinHashConfig, partitions: int, rounds: int, previous=None, batch_size: int = 2000):
         super().__init__()
         self.config = config
         self.partitions = partitions
         self.rounds = rounds
+        self.previous = previous  # (tagged id, band hashes, signature) of earlier outputs, or None
         self.batch_size = batch_size
 
     def expand(self, docs):
@@ -225,8 +271,18 @@ class NearDedup(beam.PTransform):
             )
         )
         signatures = signed[SignBatchFn.SIGNATURES]
+        own_signatures, bands = signatures, signed.bands
+        if self.previous is not None:
+            previous_bands = (
+                self.previous
+                | "BatchPrevious" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
+                | "PreviousBuckets" >> beam.FlatMap(_previous_buckets, self.partitions)
+            )
+            bands = (bands, previous_bands) | "AllBuckets" >> beam.Flatten()
+            previous_signatures = self.previous | "PreviousSignatures" >> beam.Map(lambda row: (row[0], row[2]))
+            signatures = (signatures, previous_signatures) | "AllSignatures" >> beam.Flatten()
         candidates = (
-            signed.bands
+            bands
             | "GroupBuckets" >> beam.GroupByKey()
             | "Candidates" >> beam.FlatMap(_bucket_candidates)
             | "DistinctCandidates" >> beam.Distinct()
@@ -236,12 +292,27 @@ class NearDedup(beam.PTransform):
             | "JoinFirst" >> beam.CoGroupByKey()
             | "AttachFirst" >> beam.FlatMap(_attach_signature)
         )
-        return (
+        verified = (
             {"signature": signatures, "pending": pending}
             | "JoinSecond" >> beam.CoGroupByKey()
             | "Verify" >> beam.ParDo(_VerifyFn(self.config.threshold))
-            | "Clusters" >> ConnectedComponents(self.rounds)
         )
+        if self.previous is None:
+            drops = (verified | "Clusters" >> ConnectedComponents(self.rounds)
+                     | "NearReason" >> beam.MapTuple(lambda doc_id, root: (doc_id, (root, "near_duplicate"))))
+            return drops, own_signatures
+        split = verified | "SplitPrevious" >> beam.Partition(lambda pair, _: int(is_previous(pair[0])), 2)
+        own = split[0] | "Clusters" >> ConnectedComponents(self.rounds)
+        of_previous = (
+            split[1]
+            | "NewToEarlier" >> beam.MapTuple(lambda earlier, new: (new, untag(earlier)))
+            | "SmallestEarlier" >> beam.CombinePerKey(min)
+        )
+        drops = (
+            own | "NearReason" >> beam.MapTuple(lambda doc_id, root: (doc_id, (root, "near_duplicate"))),
+            of_previous | "PreviousReason" >> beam.MapTuple(lambda doc_id, earlier: (doc_id, (earlier, "near_duplicate_of_previous"))),
+        ) | "AllNearDrops" >> beam.Flatten()
+        return drops, own_signatures
 
 
 class WriteShardFn(beam.DoFn):
@@ -252,23 +323,32 @@ class WriteShardFn(beam.DoFn):
     """
 
     DROPPED = "dropped"
+    INDEX = "index"
 
-    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key):
+    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key, index_bands: tuple[int, int] | None):
         self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
+        self.index_bands = index_bands
 
     def process(self, item):
         index, grouped = item
-        drop = dict(grouped["drop"])
+        drop: dict[str, tuple[str, str]] = {}
+        for doc_id, (of, reason) in grouped["drop"]:
+            if doc_id not in drop or reason.endswith("_of_previous"):  # an earlier output's copy wins
+                drop[doc_id] = (of, reason)
         kept = []
         for doc in grouped["docs"]:
             if drop and doc.get("id") in drop:
-                _count("dropped.near_duplicate")
-                record = {"id": doc["id"], "source": doc["source"], "reason": "near_duplicate", "duplicate_of": drop[doc["id"]]}
-                yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", "near_duplicate", record))
+                of, reason = drop[doc["id"]]
+                _count(f"dropped.{reason}")
+                record = {"id": doc["id"], "source": doc["source"], "reason": reason, "duplicate_of": of}
+                yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", reason, record))
             else:
                 kept.append(doc)
         kept.sort(key=self.key)
         yield write_records(self.staging_dir, self.folder, index, self.count, kept, self.level)
+        if self.index_bands is not None:
+            entry = write_index(self.staging_dir, index, self.count, kept, dict(grouped["signatures"]), self.index_bands)
+            yield beam.pvalue.TaggedOutput(self.INDEX, entry)
 
 
 def write_records(staging_dir: str, folder: str, index: int, count: int, records: list[dict], level: int) -> dict:
@@ -279,6 +359,32 @@ def write_records(staging_dir: str, folder: str, index: int, count: int, records
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.write(data)
     return shard_entry(f"{folder}/{name}", len(records), data)
+
+
+def write_index(staging_dir: str, index: int, count: int, kept: list[dict], signatures: dict, bands_rows) -> dict:
+    """`index/part-*.parquet` of one shard: id, text hash, band hashes and signature of every kept doc."""
+    bands, rows_per_band = bands_rows
+    signed = [doc["id"] for doc in kept if doc["id"] in signatures]
+    band_of = {}
+    if signed:
+        matrix = np.stack([np.frombuffer(signatures[doc_id], dtype=np.uint32) for doc_id in signed])
+        band_of = dict(zip(signed, band_hashes(matrix, bands, rows_per_band)))
+    rows = [(doc["id"], text_key(doc["text"]), band_of.get(doc["id"]), signatures.get(doc["id"])) for doc in kept]
+    data = encode_index(rows)
+    name = index_name(shard_name(index, count))
+    with FileSystems.create(FileSystems.join(staging_dir, INDEX_FOLDER, name),
+                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(data)
+    return shard_entry(f"{INDEX_FOLDER}/{name}", len(rows), data)
+
+
+def read_index_file(path: str):
+    """Rows of one earlier output's index file (read whole: Parquet needs to seek)."""
+    import io
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        data = handle.read()
+    yield from read_index(io.BytesIO(data))
 
 
 def document_id(doc: dict) -> str:
@@ -293,25 +399,30 @@ def record_key(record: dict) -> str:
 class WriteShards(beam.PTransform):
     """Documents (and ids to drop) → `folder/part-NNNNN-of-MMMMM.jsonl.zst`, sorted by id."""
 
-    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key=document_id):
+    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key=document_id, index_bands=None):
         super().__init__()
         self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
+        self.index_bands = index_bands  # (bands, rows): also write index/ from the third input's signatures
 
     def expand(self, pcolls):
-        docs, drop = pcolls
+        docs, drop, signatures = pcolls if len(pcolls) == 3 else (*pcolls, None)
         count, key = self.count, self.key
         # Every shard index takes part, so empty shards are written too and the set is complete.
         indices = docs.pipeline | f"{self.folder}Indices" >> beam.Create([(i, None) for i in range(count)])
+        grouped = {
+            "index": indices,
+            "docs": docs | f"{self.folder}KeyDocs" >> beam.Map(lambda doc: (shard_of(key(doc), count), doc)),
+            "drop": drop | f"{self.folder}KeyDrop" >> beam.Map(lambda pair: (shard_of(pair[0], count), pair)),
+        }
+        if signatures is not None:
+            grouped["signatures"] = signatures | f"{self.folder}KeySignatures" >> beam.Map(
+                lambda pair: (shard_of(pair[0], count), pair))
         return (
-            {
-                "index": indices,
-                "docs": docs | f"{self.folder}KeyDocs" >> beam.Map(lambda doc: (shard_of(key(doc), count), doc)),
-                "drop": drop | f"{self.folder}KeyDrop" >> beam.Map(lambda pair: (shard_of(pair[0], count), pair)),
-            }
+            grouped
             | f"{self.folder}Group" >> beam.CoGroupByKey()
             | f"{self.folder}Write"
-            >> beam.ParDo(WriteShardFn(self.staging_dir, self.folder, count, self.level, key)).with_outputs(
-                WriteShardFn.DROPPED, main="entries"
+            >> beam.ParDo(WriteShardFn(self.staging_dir, self.folder, count, self.level, key, self.index_bands)).with_outputs(
+                WriteShardFn.DROPPED, WriteShardFn.INDEX, main="entries"
             )
         )
 
@@ -331,7 +442,7 @@ def undecodable_files(file_reports: list[tuple[str, dict]]) -> list[dict]:
 
 def write_manifest_and_stats(
     _, staging_dir, run_info, shard_entries, rejected_entries, outcome_counts, pii_counts, read_docs, read_rejects,
-    file_reports=(),
+    file_reports=(), index_entries=(),
 ):
     """The job's last step: `stats.json` (counts that must add up) and the pending manifest."""
     rejected: dict[str, int] = {}
@@ -361,6 +472,7 @@ def write_manifest_and_stats(
         "shards": sorted(shard_entries, key=lambda entry: entry["file"]),
         "rejected": sorted(rejected_entries, key=lambda entry: entry["file"]),
         "encodings": {name: report["encoding"] for name, report in sorted(file_reports)},
+        "index": sorted(index_entries, key=lambda entry: entry["file"]),
     }
     for name, payload in (("stats.json", stats), (MANIFEST_PENDING, manifest)):
         path = FileSystems.join(staging_dir, name)
