@@ -176,7 +176,7 @@ def print_summary(prog: str, out: Path, seconds: float) -> None:
             print(f"  pretrain/    {len(losses)} steps, training loss {losses[0]:.3f} → {losses[-1]:.3f}")
     for name in ("final", "eval"):
         if (out / name).is_dir() and name == "final":
-            print(f"  final/       Hugging Face model + tokenizer, ready for SFT (evaluation/SFT.md)")
+            print("  final/       Hugging Face model + tokenizer, ready for SFT (evaluation/SFT.md)")
     eval_md = out / "eval" / "eval.md"
     if eval_md.is_file():
         print(f"  eval/        {eval_md} (eval.json, plots)")

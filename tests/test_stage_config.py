@@ -15,7 +15,13 @@ import yaml
 from corpus.config import CorpusConfig, load_corpus_config
 from evaluation.config import EvalConfig, load_eval_config
 from pretrain.config import ConfigError, ModelSection, PretrainConfig, load_config
-from stagekit.config import SECTIONS, add_config_arguments, load_section, read_config_file, read_section
+from stagekit.config import (
+    SECTIONS,
+    add_config_arguments,
+    load_section,
+    read_config_file,
+    read_section,
+)
 from stagekit.errors import BadInput
 from tests.conftest import LLAMA2_TOKENIZER, REPO
 from tokenizer import merge as merge_cmd
@@ -73,7 +79,7 @@ def test_an_unknown_key_is_named_with_the_valid_ones(model, section, key, valid)
     message = str(error.value)
     parent, _, name = f"{section}.{key}".rpartition(".")
     assert f"{parent}: unknown key(s) {name} ({section}.{key})" in message
-    assert f"valid keys: " in message and valid in message.split("valid keys: ")[1]
+    assert "valid keys: " in message and valid in message.split("valid keys: ")[1]
     assert "\n" not in message
 
 
