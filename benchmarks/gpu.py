@@ -174,9 +174,15 @@ def gpu_half(args, work_dir: Path, device: dict) -> list[dict]:
                     "recompute": recompute, "seq_length": args.seq_length, "micro_batch_sizes": args.micro_batches,
                     "tokens_per_step": args.tokens_per_step, "warmup_steps": args.warmup_steps,
                     "timed_steps": args.timed_steps, "peak_tflops": device["peak_bf16_tflops"]}
-            label = f"{size} {'recompute' if recompute else 'no recompute'} ({layers}/{full} layers)"
-            print(f"throughput: {label} ...", flush=True)
-            result = run_worker(task, work_dir, f"throughput-{size}-{int(recompute)}", cpu=False)
+            for attempt in range(3):  # the estimate can be a little optimistic: cut depth by 1/4
+                label = f"{size} {'recompute' if recompute else 'no recompute'} ({task['layers']}/{full} layers)"
+                print(f"throughput: {label} ...", flush=True)
+                result = run_worker(task, work_dir, f"throughput-{size}-{int(recompute)}-{attempt}", cpu=False)
+                nothing_ran = "rows" in result and all(row["status"] != "ok" for row in result["rows"])
+                if not (nothing_ran and result["rows"][0]["status"] == "out of memory" and task["layers"] > 1):
+                    break
+                task = {**task, "layers": max(1, task["layers"] * 3 // 4)}
+            layers = task["layers"]
             if "error" in result:
                 rows.append({"size": size, "layers": layers, "full_layers": full, "recompute": recompute,
                              "status": f"error: {result['error']}"})
