@@ -174,9 +174,15 @@ def gpu_half(args, work_dir: Path, device: dict) -> list[dict]:
                     "recompute": recompute, "seq_length": args.seq_length, "micro_batch_sizes": args.micro_batches,
                     "tokens_per_step": args.tokens_per_step, "warmup_steps": args.warmup_steps,
                     "timed_steps": args.timed_steps, "peak_tflops": device["peak_bf16_tflops"]}
-            label = f"{size} {'recompute' if recompute else 'no recompute'} ({layers}/{full} layers)"
-            print(f"throughput: {label} ...", flush=True)
-            result = run_worker(task, work_dir, f"throughput-{size}-{int(recompute)}", cpu=False)
+            for attempt in range(3):  # the estimate can be a little optimistic: cut depth by 1/4
+                label = f"{size} {'recompute' if recompute else 'no recompute'} ({task['layers']}/{full} layers)"
+                print(f"throughput: {label} ...", flush=True)
+                result = run_worker(task, work_dir, f"throughput-{size}-{int(recompute)}-{attempt}", cpu=False)
+                nothing_ran = "rows" in result and all(row["status"] != "ok" for row in result["rows"])
+                if not (nothing_ran and result["rows"][0]["status"] == "out of memory" and task["layers"] > 1):
+                    break
+                task = {**task, "layers": max(1, task["layers"] * 3 // 4)}
+            layers = task["layers"]
             if "error" in result:
                 rows.append({"size": size, "layers": layers, "full_layers": full, "recompute": recompute,
                              "status": f"error: {result['error']}"})
@@ -223,17 +229,27 @@ def csv_ints(text: str) -> list[int]:
     return values
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON result (default {DEFAULT_OUTPUT})")
     parser.add_argument("--cpu-only", action="store_true", help="run the CPU half only, even where CUDA is present")
     parser.add_argument("--sizes", default="1b,7b", help="throughput shapes, from 1b,7b (default both)")
     parser.add_argument("--micro-batches", type=csv_ints, default=[1, 2, 4], help="micro-batch sizes (default 1,2,4)")
-    parser.add_argument("--seq-length", type=int, default=4096)
-    parser.add_argument("--tokens-per-step", type=int, default=32768,
+    parser.add_argument("--seq-length", type=positive_int, default=4096)
+    parser.add_argument("--tokens-per-step", type=positive_int, default=32768,
                         help="tokens per optimizer step (micro batches = this / (micro batch x seq))")
-    parser.add_argument("--warmup-steps", type=int, default=2)
-    parser.add_argument("--timed-steps", type=int, default=3)
+    parser.add_argument("--warmup-steps", type=positive_int, default=2)
+    parser.add_argument("--timed-steps", type=positive_int, default=3)
     parser.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOP/s of this GPU (default: from its name)")
     return parser
 

@@ -176,6 +176,9 @@ def correctness(task: dict) -> dict:
     if on_gpu:  # fp32 must mean fp32: no TF32 matmuls in the CPU-vs-GPU comparison
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        # Deterministic kernels wherever torch has them (scatter-adds in backward), so a resumed
+        # run can repeat the uninterrupted one bit for bit; warn where it has none.
+        torch.use_deterministic_algorithms(True, warn_only=True)
     # fp32 with the local spec and the plain optimizer: the same modules on CPU and GPU.
     runs = {"fp32": correctness_run({**task, "name": "fp32"}, device, torch.float32, False, False)}
     if on_gpu:  # the production path: bf16 params, fp32 main grads, distributed optimizer, TE spec
@@ -227,7 +230,9 @@ def throughput(task: dict) -> dict:
             row.update(status="ok", step_time_s=elapsed / task["timed_steps"], tokens_per_s=tokens_per_s,
                        flops_per_token=fpt, mfu=tokens_per_s * fpt / (peak * 1e12) if peak else None,
                        peak_memory_gib=torch.cuda.max_memory_allocated() / GIB, last_loss=loss)
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if not isinstance(exc, torch.cuda.OutOfMemoryError) and "out of memory" not in str(exc).lower():
+                raise  # TransformerEngine reports OOM as a RuntimeError; anything else is a failure
             row.update(status="out of memory")
             gc.collect()
             torch.cuda.empty_cache()

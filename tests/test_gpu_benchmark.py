@@ -59,3 +59,16 @@ def test_bad_option_is_refused(tmp_path):
     result = subprocess.run([sys.executable, str(GPU_BENCHMARK), "--sizes", "13b", "--output", str(tmp_path / "x.json")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown size(s) 13b" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "usage: bash benchmarks/gpu_wheels.sh DIR"),
+    (["DIR", "--python", "3"], "--python wants X.Y, got 3"),
+    (["DIR", "--bogus"], "unknown option --bogus"),
+    (["A", "B"], "one DIR only (got A and B)"),
+])
+def test_gpu_wheels_refuses_bad_arguments_before_downloading(tmp_path, args, message):
+    result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_wheels.sh"), *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+    assert not any(tmp_path.iterdir())
