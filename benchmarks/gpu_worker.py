@@ -143,6 +143,7 @@ def correctness_run(task: dict, device, params_dtype: torch.dtype, use_te: bool,
         init_dir.mkdir(parents=True)
         dist_checkpointing.save(trainer.model.sharded_state_dict(), str(init_dir))
     trainer.ddp.broadcast_params()
+    trainer.optimizer.reload_model_params()  # bf16: refresh the fp32 main weights (as train.py does)
     save_after = TINY["save_after"]
     run_dir = Path(task["work_dir"]) / f"resume-{task['name']}"
     losses, grad_norms = [], []
@@ -270,6 +271,7 @@ def real_widths(task: dict) -> dict:
             init_dir.mkdir(parents=True)
         torch.distributed.barrier()
         dist_checkpointing.save(trainer.model.sharded_state_dict(), str(init_dir))
+    trainer.optimizer.reload_model_params()
     data = micro_batches(shape, run, 6, device)
     losses, grad_norms = [], []
     for step in range(3):

@@ -96,9 +96,11 @@ def train(run: TrainingRun) -> int:
         elif state["step"] >= stage_end:
             continue
         model, ddp, optimizer, scheduler = build_stage(run, stage)
+        optimizer_restored = False
         if resume_from is not None:
             same_stage = common["train_state"]["stage"] == stage_index
             checkpointing.load_checkpoint(resume_from, model, optimizer, scheduler, my_layout, with_optimizer=same_stage)
+            optimizer_restored = same_stage
             state.update(common["train_state"], stage=stage_index)
             logger.print(
                 f"resumed from {resume_from} at step {state['step']} "
@@ -110,6 +112,11 @@ def train(run: TrainingRun) -> int:
         else:
             load_initial_weights(run, model)
         ddp.broadcast_params()
+        if not optimizer_restored:
+            # bf16 on GPUs: the optimizer copied the weights into its fp32 main parameters when
+            # build_stage made it, before these were loaded; without this, its first step writes
+            # the (random) weights of that moment back. (fp32 on CPU keeps no copy: a no-op.)
+            optimizer.reload_model_params()
         state["stage"] = stage_index
         frozen_rows = frozen_row_masks(model, run.model_section.base_vocab_size) if stage.new_rows_only else []
         trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
