@@ -28,12 +28,9 @@ from pathlib import Path
 
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
+from stagekit.paths import DEFAULT_CONFIG, REPO
 from tokenizer.config import mistral_base_model
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
-DEMO_CORPUS = REPO / "tests" / "data" / "demo_corpus"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 class DemoError(RuntimeError):

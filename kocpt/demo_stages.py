@@ -6,9 +6,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from kocpt.demo import DEMO_CORPUS, REPO, SHARED_DATA, DemoError, Stage, run_command
+from kocpt.demo import DemoError, Stage, run_command
 from pretrain.config import ModelSection, load_config
 from stagekit.config import load_section, parse_override, read_config_file, read_section
+from stagekit.paths import DEMO_CORPUS, EN_HELDOUT, KO_HELDOUT, REPO
 from tokenizer.config import TokenizerConfig
 
 
@@ -73,9 +74,7 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     # The keys the model: section sets, typed (LlamaConfig's own defaults stand for the others).
     model = load_section(ModelSection, "model", config_path, sets)
     model_section = {key: getattr(model, key) for key in read_section("model", config_path, sets)}
-    heldout_ko = SHARED_DATA / "ko-heldout" / "korean-english-park.test.ko"
-    heldout_en = SHARED_DATA / "en" / "korean-english-park.test.en"
-    evaluation_texts = [path for path in (heldout_ko, heldout_en) if path.is_file()]
+    evaluation_texts = [path for path in (KO_HELDOUT, EN_HELDOUT) if path.is_file()]
     config = ["--config", config_path]
 
     def run(name: str, *args, env=None):

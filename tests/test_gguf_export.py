@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,14 +15,10 @@ from pathlib import Path
 import pytest
 
 from serving.gguf_export import LLAMA_CPP_PYTHON, cache_dir, main
+from stagekit.paths import EN_HELDOUT, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
 from tests.evaluation_fixtures import write_exported_model
 from tokenizer import merge as merge_cmd
 from tokenizer import train as train_cmd
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-KO_HELDOUT = DATA / "ko-heldout" / "korean-english-park.test.ko"
-EN_NEWS = DATA / "en" / "korean-english-park.test.en"
 
 
 def ensure_llama_cpp() -> None:
@@ -45,8 +40,8 @@ def ensure_llama_cpp() -> None:
 def exported(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("gguf")
     prefix = root / "ko"
-    assert train_cmd.main(["--input", str(DATA / "ko-train"), "--vocab-size", "4000", "--output", str(prefix)]) == 0
-    assert merge_cmd.main(["--base", str(DATA / "llama2-tokenizer"), "--add", f"{prefix}.model", "--output",
+    assert train_cmd.main(["--input", str(KO_TRAIN), "--vocab-size", "4000", "--output", str(prefix)]) == 0
+    assert merge_cmd.main(["--base", str(LLAMA2_TOKENIZER.parent), "--add", f"{prefix}.model", "--output",
                            str(root / "tokenizer"), "--eval-code-files", "0", "--eval-max-lines", "20", "--no-plot"]) == 0
     return write_exported_model(root / "final", root / "tokenizer")
 
@@ -81,11 +76,11 @@ def test_gguf_in_llama_cpp_matches_sentencepiece_and_the_hf_model(exported, tmp_
     for outtype in ("f32", "f16", "q8_0"):
         out = tmp_path / f"model-{outtype}.gguf"
         code = main(["--model", str(exported), "--output", str(out), "--outtype", outtype,
-                     "--texts", str(KO_HELDOUT), "--texts", str(EN_NEWS)], prog="kocpt export gguf")
+                     "--texts", str(KO_HELDOUT), "--texts", str(EN_HELDOUT)], prog="kocpt export gguf")
         stdout, err = capsys.readouterr()
         assert code == 0, stdout + err
         assert "defects: none" in stdout and oct(out.stat().st_mode & 0o777) != "0o600"
-        report = check_gguf(out, exported, [str(KO_HELDOUT), str(EN_NEWS)])
+        report = check_gguf(out, exported, [str(KO_HELDOUT), str(EN_HELDOUT)])
         assert report["ids"]["disagreements"] == [] and report["ids"]["encodings"] > 1000
         assert len(set(report["vocab"].values())) == 1
         assert report["log_probs"]["file_type"] == outtype

@@ -13,24 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from stagekit.paths import EN_HELDOUT, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER, REPO
 from tokenizer import check as check_cmd
 from tokenizer import merge as merge_cmd
 from tokenizer import train as train_cmd
 from tokenizer.hf_export import write_hf_files
 from tokenizer.spm_model import BYTE, load_model
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-LLAMA = DATA / "llama2-tokenizer"
-KO_HELDOUT = DATA / "ko-heldout" / "korean-english-park.test.ko"
-EN_NEWS = DATA / "en" / "korean-english-park.test.en"
+LLAMA = LLAMA2_TOKENIZER.parent
 
 
 @pytest.fixture(scope="module")
 def merges(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("check")
     prefix = root / "ko4k"
-    assert train_cmd.main(["--input", str(DATA / "ko-train"), "--vocab-size", "4000", "--output", str(prefix)]) == 0
+    assert train_cmd.main(["--input", str(KO_TRAIN), "--vocab-size", "4000", "--output", str(prefix)]) == 0
     out = {}
     for mode in ("safe", "chinese-llama"):
         out[mode] = root / mode
@@ -49,7 +46,7 @@ def run_check(argv, capsys) -> tuple[int, dict | None, str, str]:
 
 def test_passes_our_merge(merges, capsys):
     code, report, out, _ = run_check([str(merges["safe"]), "--base", str(LLAMA), "--texts", str(KO_HELDOUT),
-                                      "--texts", str(EN_NEWS), "--max-lines", "300"], capsys)
+                                      "--texts", str(EN_HELDOUT), "--max-lines", "300"], capsys)
     assert code == 0, out
     assert report["defects"] == []
     for name in ("hf_fast", "hf_slow"):
