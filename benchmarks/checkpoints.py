@@ -43,11 +43,8 @@ sys.path.insert(0, str(REPO))
 from checkpoints.hf_io import write_safetensors_shards  # noqa: E402
 from checkpoints.resize import ResizeConfig, resize  # noqa: E402
 from mcore_llama.hf_checkpoint import HFCheckpoint  # noqa: E402
+from stagekit.paths import EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
-LLAMA2_TOKENIZER = DATA / "llama2-tokenizer" / "tokenizer.model"
-KO_TRAIN = DATA / "ko-train"
-KO_HELDOUT = DATA / "ko-heldout" / "korean-english-park.test.ko"
 GiB = 1024**3
 
 
@@ -214,7 +211,7 @@ def train_small_llama(out: Path, steps: int, seq: int = 128, batch: int = 8) -> 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     sp = spm.SentencePieceProcessor(model_file=str(LLAMA2_TOKENIZER))
-    english = (DATA / "en" / "tinyshakespeare.txt").read_text(encoding="utf-8").split("\n\n")[:3000]
+    english = EN_SHAKESPEARE.read_text(encoding="utf-8").split("\n\n")[:3000]
     ids: list[int] = []
     for text in korean_lines(24000) + english:
         ids += [1] + sp.encode(text)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import sentencepiece as spm  # noqa: E402
 
+from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
 from tokenizer.hf_export import build_tokenizer  # noqa: E402
 from tokenizer.merge import merge_safe  # noqa: E402
 from tokenizer.report import measure, read_lines, stdlib_code_lines  # noqa: E402
@@ -33,11 +34,8 @@ from tokenizer.spm_model import NORMAL, ModelProto, is_hangul_syllable, load_mod
 from tokenizer.train import TrainConfig, train  # noqa: E402
 from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
-LLAMA = DATA / "llama2-tokenizer" / "tokenizer.model"
-KO_TRAIN = DATA / "ko-train"
-KO_HELDOUT = DATA / "ko-heldout" / "korean-english-park.test.ko"
-ENGLISH = [DATA / "en" / "korean-english-park.test.en", DATA / "en" / "tinyshakespeare.txt"]
+LLAMA = LLAMA2_TOKENIZER
+ENGLISH = [EN_HELDOUT, EN_SHAKESPEARE]
 # The Korean model is trained a bit larger than the target: ~6% of its pieces are already in Llama-2
 # or are not Hangul, and the merge then keeps exactly `size` pieces (characters first, then BPE order).
 OVERSIZE = 1.12

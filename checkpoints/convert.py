@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 
+from checkpoints.config import load_checkpoints_config
 from checkpoints.hf_io import atomic_output_dir, copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from mcore_llama.build import build_gpt_model
 from mcore_llama.hf_checkpoint import DTYPE_NAMES, HFCheckpoint
@@ -44,6 +45,7 @@ from mcore_llama.weights import (
     shape_from_hf,
     stored_vocab_rows,
 )
+from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
 
 
@@ -209,13 +211,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, type=Path, help="HF_DIR (--to megatron), or MEGATRON_DIR (--to hf): a checkpoint, or a training run directory (its latest checkpoint)")
     parser.add_argument("--output", required=True, type=Path, help="directory to create")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory to ship beside the HF model (--to hf)")
+    add_config_arguments(parser)  # checkpoints.convert: the defaults of the flags below
     parser.add_argument(
-        "--make-vocab-size-divisible-by",
-        type=int,
-        default=128,
-        help="pad the stored vocabulary to a multiple of this (--to megatron; larger TP pads more on load)",
+        "--make-vocab-size-divisible-by", type=int,
+        help="pad the stored vocabulary to a multiple of this (--to megatron; larger TP pads more on load; default 128)",
     )
-    parser.add_argument("--max-shard-size-mb", type=int, default=2048, help="safetensors shard size (--to hf)")
+    parser.add_argument("--max-shard-size-mb", type=int, help="safetensors shard size (--to hf; default 2048)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     return parser
 
@@ -224,6 +225,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     prog = prog or "convert"
     try:
+        section = load_checkpoints_config(args.config, args.overrides, {
+            "convert.make_vocab_size_divisible_by": args.make_vocab_size_divisible_by,
+            "convert.max_shard_size_mb": args.max_shard_size_mb,
+        }).convert
         if args.to == "megatron":
             if args.tokenizer is not None:
                 raise BadInput("--tokenizer is for --to hf (the Megatron checkpoint holds weights only)")
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 args.input,
                 args.output,
                 overwrite=args.overwrite,
-                make_vocab_size_divisible_by=args.make_vocab_size_divisible_by,
+                make_vocab_size_divisible_by=section.make_vocab_size_divisible_by,
             )
         else:
             if args.tokenizer is None:
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 args.output,
                 args.tokenizer,
                 overwrite=args.overwrite,
-                max_shard_bytes=args.max_shard_size_mb * 1024**2,
+                max_shard_bytes=section.max_shard_size_mb * 1024**2,
             )
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

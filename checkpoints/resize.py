@@ -27,10 +27,13 @@ from pathlib import Path
 
 import torch
 
+from checkpoints.config import load_checkpoints_config
 from checkpoints.hf_io import atomic_output_dir, copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
 from mcore_llama.hf_checkpoint import HFCheckpoint
+from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
+from tokenizer.spm_model import load_model, resolve_model_path
 
 EMBED = "model.embed_tokens.weight"
 LM_HEAD = "lm_head.weight"
@@ -60,26 +63,12 @@ class ResizeConfig:
             raise BadInput("--max-shard-size-mb must be ≥ 1")
 
 
-def _sentencepiece_file(path: Path, what: str) -> Path:
-    file = path / "tokenizer.model" if path.is_dir() else path
-    if not file.is_file():
-        raise BadInput(f"{path}: no tokenizer.model ({what} must be a SentencePiece tokenizer)")
-    return file
-
-
 def load_model_proto(path: Path, what: str):
-    from google.protobuf.message import DecodeError
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    file = _sentencepiece_file(path, what)
-    proto = pb.ModelProto()
+    """The SentencePiece model of a tokenizer directory or `.model` file, and the file it came from."""
     try:
-        proto.ParseFromString(file.read_bytes())
-    except DecodeError:
-        raise BadInput(f"{file}: not a SentencePiece model") from None
-    if not proto.pieces:
-        raise BadInput(f"{file}: not a SentencePiece model (no pieces)")
-    return proto, file
+        return load_model(path), resolve_model_path(path)
+    except BadInput as exc:
+        raise BadInput(f"{what} {exc} (it must be a SentencePiece tokenizer)") from None
 
 
 def check_rows_match(model_path: Path, model_vocab: int, base, base_file: Path) -> None:
@@ -220,18 +209,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, help="Hugging Face Llama directory (safetensors)")
     parser.add_argument("--tokenizer", required=True, type=Path, help="merged tokenizer directory (tokenizer.model ...)")
     parser.add_argument("--output", required=True, type=Path, help="directory to create")
-    parser.add_argument("--init", default="fvt", choices=INIT_METHODS, help="new-row initialization (default fvt)")
+    add_config_arguments(parser)  # checkpoints.resize: the defaults of the flags below
+    parser.add_argument("--init", choices=INIT_METHODS, help="new-row initialization (default fvt)")
     parser.add_argument(
-        "--lm-head", default="mean", choices=LM_HEAD_METHODS,
+        "--lm-head", choices=LM_HEAD_METHODS,
         help="fvt LM-head rows: mean of the pieces' rows, or the first piece's row as EEVE does (default mean)",
     )
-    parser.add_argument("--pad-to-multiple", type=int, default=1, help="pad the vocabulary to a multiple of N (default 1)")
+    parser.add_argument("--pad-to-multiple", type=int, help="pad the vocabulary to a multiple of N (default 1)")
     parser.add_argument(
         "--base-tokenizer", type=Path,
         help="the model's own tokenizer (dir or tokenizer.model); default: the one in --model",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for --init random")
-    parser.add_argument("--max-shard-size-mb", type=int, default=2048, help="safetensors shard size")
+    parser.add_argument("--seed", type=int, help="seed for --init random (default 0)")
+    parser.add_argument("--max-shard-size-mb", type=int, help="safetensors shard size (default 2048)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     return parser
 
@@ -240,12 +230,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     prog = prog or "resize"
     try:
+        section = load_checkpoints_config(args.config, args.overrides, {
+            "resize.init": args.init, "resize.lm_head": args.lm_head, "resize.pad_to_multiple": args.pad_to_multiple,
+            "resize.seed": args.seed, "resize.max_shard_size_mb": args.max_shard_size_mb,
+        }).resize
         report = resize(
             ResizeConfig(
-                model=args.model, tokenizer=args.tokenizer, output=args.output, init=args.init,
-                lm_head=args.lm_head, pad_to_multiple=args.pad_to_multiple,
-                base_tokenizer=args.base_tokenizer, seed=args.seed,
-                max_shard_bytes=args.max_shard_size_mb * 1024**2, overwrite=args.overwrite,
+                model=args.model, tokenizer=args.tokenizer, output=args.output, init=section.init,
+                lm_head=section.lm_head, pad_to_multiple=section.pad_to_multiple,
+                base_tokenizer=args.base_tokenizer, seed=section.seed,
+                max_shard_bytes=section.max_shard_size_mb * 1024**2, overwrite=args.overwrite,
             )
         )
     except BadInput as exc:

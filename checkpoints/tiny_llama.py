@@ -1,4 +1,4 @@
-"""Tiny random Llama-2-shaped Hugging Face models for tests and the demo.
+"""Tiny random Llama-2-shaped Hugging Face models for tests, the demo and benchmarks.
 
 `tiny_llama_config(...)` gives a LlamaConfig (Llama-2 defaults, tiny sizes; GQA with
 `num_key_value_heads` < `num_attention_heads`); `write_tiny_llama(path, config)` writes a
@@ -65,5 +65,7 @@ def write_tiny_llama(
                     param.add_(0.1 * torch.randn_like(param))
     model = model.to(dtype)
     path = Path(path)
-    model.save_pretrained(path, max_shard_size=max_shard_size)
+    partial = path.with_name(path.name + ".tmp")  # renamed when complete: never a half-written model
+    model.save_pretrained(partial, max_shard_size=max_shard_size)
+    partial.rename(path)
     return path

@@ -6,45 +6,47 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from kocpt.demo import DemoError, Stage, run_command
+from kocpt.stage_runner import DemoError, Stage, run_command
 from pretrain.config import ModelSection, load_config
 from stagekit.config import load_section, parse_override, read_config_file, read_section
 from stagekit.paths import DEMO_CORPUS, EN_HELDOUT, KO_HELDOUT, REPO
 from tokenizer.config import TokenizerConfig
+from tokenizer.spm_model import resolve_model_path
 
 
 def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: int = 1234) -> None:
     """A tiny Llama-2-shaped HF model (random weights) from the keys the config's `model:` section sets."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig
     from transformers.utils import logging as hf_logging
+
+    from checkpoints.tiny_llama import write_tiny_llama  # torch: only when the stage runs
 
     hf_logging.disable_progress_bar()  # the demo prints one line per stage
     # Only the keys the section sets (LlamaConfig's defaults for the rest, e.g. rms_norm_eps 1e-6).
     shape = {key: value for key, value in model_section.items() if key not in ("base_vocab_size", "vocab_size")}
     config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, **shape)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    tmp = output.with_name(output.name + ".tmp")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tmp.rename(output)
+    write_tiny_llama(output, config, seed=seed, randomize_norms=False)
 
 
 def base_vocab_size(base_tokenizer: Path) -> int:
     import sentencepiece
 
-    model = base_tokenizer / "tokenizer.model" if base_tokenizer.is_dir() else base_tokenizer
+    model = resolve_model_path(base_tokenizer)
     return sentencepiece.SentencePieceProcessor(model_file=str(model)).get_piece_size()
 
 
 def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
     """Every section a demo stage reads, validated as that stage will (a typo fails here, in a second,
     not after the corpus job); returns the `tokenizer:` section."""
+    from checkpoints.config import load_checkpoints_config
     from corpus.config import load_corpus_config
     from evaluation.config import load_eval_config
+    from pipelines.tokenize_corpus import TokenizeSection
 
     read_config_file(config)
     load_corpus_config(config, sets)
+    load_checkpoints_config(config, sets)
+    load_section(TokenizeSection, "tokenize", config, sets)
     load_eval_config(config, sets)
     load_config(config, pretrain_overrides(out, sets))  # pretrain: and model:
     return load_section(TokenizerConfig, "tokenizer", config, sets)
@@ -116,17 +118,18 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
         if not (base_model / "config.json").is_file():
             raise DemoError(f"{base_model}: not a Hugging Face model directory (no config.json)")
         base = Stage("base-model", base_model, lambda: None, reads=[base_model / "config.json"])
+    checkpoints_sets = set_args(for_sections(sets, "checkpoints"))
     resize = Stage(
         "resize", out / "resized",
         lambda: run("resize", "-m", "checkpoints.resize", "--model", base.output, "--tokenizer", out / "tokenizer",
-                    "--output", out / "resized", "--init", "fvt", "--base-tokenizer", base_tokenizer),
-        after=["base-model", "merge"],
+                    "--output", out / "resized", "--base-tokenizer", base_tokenizer, *config, *checkpoints_sets),
+        settings=settings("checkpoints"), after=["base-model", "merge"],
     )
     convert = Stage(
         "convert", out / "megatron-init",
         lambda: run("convert", "-m", "checkpoints.convert", "--to", "megatron", "--input", out / "resized",
-                    "--output", out / "megatron-init"),
-        after=["resize"],
+                    "--output", out / "megatron-init", *config, *checkpoints_sets),
+        settings=settings("checkpoints"), after=["resize"],
     )
     tokenize = Stage(
         "tokenize", out / "tokenized",
@@ -143,8 +146,8 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     export = Stage(
         "export", out / "final",
         lambda: run("export", "-m", "checkpoints.convert", "--to", "hf", "--input", out / "pretrain",
-                    "--output", out / "final", "--tokenizer", out / "tokenizer"),
-        after=["pretrain"],
+                    "--output", out / "final", "--tokenizer", out / "tokenizer", *config, *checkpoints_sets),
+        settings=settings("checkpoints"), after=["pretrain"],
     )
     evaluate = Stage(
         "eval", out / "eval",

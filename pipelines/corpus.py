@@ -25,7 +25,6 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -46,6 +45,7 @@ from pipelines.runner import (
     split_arguments,
     worker_logs_to,
 )
+from stagekit.config import add_config_arguments
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 MIB = 1 << 20
@@ -63,7 +63,7 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
                         "directories, or hf:NAME[:CONFIG][:SPLIT]; repeatable. "
                         f"Files: {SUPPORTED_TYPES}")
     parser.add_argument("--output", required=True, help="output directory (must not exist, unless --overwrite)")
-    parser.add_argument("--config", help="YAML run config; its corpus: section is used (default: built-in defaults)")
+    add_config_arguments(parser)  # the corpus: section; the flags below win over it
     parser.add_argument("--text-field", help="JSON/Parquet/dataset field holding the text (default: text)")
     parser.add_argument("--id-field", help="field holding a document id (default: id); else <source>:<file>:<line>")
     parser.add_argument("--txt-mode", choices=("lines", "paragraphs"),
@@ -86,24 +86,12 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> CorpusConfig:
-    config = load_corpus_config(args.config)
-    read = config.read
-    for field, value in (("text_field", args.text_field), ("id_field", args.id_field), ("txt_mode", args.txt_mode),
-                         ("encoding", args.encoding)):
-        if value is not None:
-            read = replace(read, **{field: value})
-    overrides = {"read": read}
-    if args.num_shards is not None:
-        overrides["num_shards"] = args.num_shards
-    if args.target_shard_mb is not None:
-        overrides["target_shard_mb"] = args.target_shard_mb
-    if args.zstd_level is not None:
-        overrides["zstd_level"] = args.zstd_level
-    if args.no_near_dedup:
-        overrides["near_dedup"] = False
-    config = replace(config, **overrides)
-    config.validate()
-    return config
+    """The corpus: section of --config, then --set corpus.KEY=VALUE, then the explicit flags."""
+    return load_corpus_config(args.config, args.overrides, {
+        "read.text_field": args.text_field, "read.id_field": args.id_field, "read.txt_mode": args.txt_mode,
+        "read.encoding": args.encoding, "num_shards": args.num_shards, "target_shard_mb": args.target_shard_mb,
+        "zstd_level": args.zstd_level, "near_dedup": False if args.no_near_dedup else None,
+    })
 
 
 def expand_inputs(patterns: list[str]) -> tuple[list[tuple[str, str, int]], list[str]]:

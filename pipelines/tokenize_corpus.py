@@ -45,15 +45,26 @@ from pipelines.runner import (
     split_arguments,
     worker_logs_to,
 )
-from pretrain.token_encoder import TokenEncoder, TokenizerError, indexed_dtype
+from stagekit.config import add_config_arguments, load_section
+from stagekit.errors import BadInput
+from tokenizer.token_encoder import TokenEncoder, indexed_dtype
 
 MANIFEST = "manifest.json"
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
 FORMAT = "megatron-indexed-dataset"
 
 
-class BadInput(ValueError):
-    """Input that cannot be tokenized; the message names the file and the problem."""
+@dataclass(frozen=True)
+class TokenizeSection:
+    """The `tokenize:` section of a run config (`--config`, `--set tokenize.KEY=VALUE`)."""
+
+    add_bos: bool = True  # Llama-2 saw BOS at every document start
+    append_eod: bool = True  # EOD separates the documents GPTDataset packs into one sequence
+    batch_size: int = 256  # documents per sentencepiece call
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise BadInput(f"tokenize.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -63,11 +74,10 @@ class TokenizeConfig:
     tokenizer: str
     add_bos: bool = True
     append_eod: bool = True
-    batch_size: int = 256  # documents per sentencepiece call
+    batch_size: int = 256
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise BadInput(f"batch_size must be >= 1, got {self.batch_size}")
+        TokenizeSection(self.add_bos, self.append_eod, self.batch_size).validate()
         if Path(self.output).resolve() == Path(self.corpus).resolve():
             raise BadInput(f"{self.output}: output directory must differ from the corpus directory")
 
@@ -187,7 +197,7 @@ def promote(staging: Path, output: Path) -> None:
 
 
 def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file: bool = False, say=None) -> dict:
-    """Tokenize every shard; returns the manifest. Raises BadInput/ShardError/TokenizerError.
+    """Tokenize every shard; returns the manifest. Raises BadInput/ShardError.
 
     With `log_to_file`, Beam's and its workers' logs go to `OUTPUT.tmp-*.log` (kept on failure).
     """
@@ -265,7 +275,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output", help="directory for the .bin/.idx files and manifest.json "
                         "(new, empty, or an earlier tokenized output, replaced only on success)")
     parser.add_argument("--tokenizer", required=True, help="tokenizer directory (or tokenizer.model)")
-    parser.add_argument("--config", help="YAML config whose tokenize: section sets the defaults below")
+    add_config_arguments(parser)  # the tokenize: section sets the defaults below
     parser.add_argument("--no-bos", dest="add_bos", action="store_false", default=None,
                         help="do not start documents with BOS (default: add it)")
     parser.add_argument("--no-eod", dest="append_eod", action="store_false", default=None,
@@ -287,26 +297,6 @@ def corpus_and_output(args: argparse.Namespace) -> tuple[str, str]:
     return corpus, output
 
 
-def section_defaults(path: str | None) -> dict:
-    """The `tokenize:` section of a config file (add_bos, append_eod, batch_size)."""
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise BadInput(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    section = raw.get("tokenize") or {}
-    known = {"add_bos", "append_eod", "batch_size"}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise BadInput(f"{path}: tokenize: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return section
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     prog = parser.prog
@@ -314,18 +304,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         args, beam_args = split_arguments(parser, argv)
         corpus, output = corpus_and_output(args)
-        defaults = section_defaults(args.config)
-        config = TokenizeConfig(
-            corpus=corpus,
-            output=output,
-            tokenizer=args.tokenizer,
-            add_bos=args.add_bos if args.add_bos is not None else bool(defaults.get("add_bos", True)),
-            append_eod=args.append_eod if args.append_eod is not None else bool(defaults.get("append_eod", True)),
-            batch_size=args.batch_size if args.batch_size is not None else int(defaults.get("batch_size", 256)),
-        )
+        section = load_section(TokenizeSection, "tokenize", args.config, args.overrides,
+                               flags={"add_bos": args.add_bos, "append_eod": args.append_eod, "batch_size": args.batch_size})
+        config = TokenizeConfig(corpus=corpus, output=output, tokenizer=args.tokenizer, **asdict(section))
         manifest = run(config, beam_args, log_to_file=not args.verbose,
                        say=lambda line: print(f"{prog}: {line}", file=sys.stderr))
-    except (BadInput, ShardError, TokenizerError, UsageError) as exc:
+    except (BadInput, ShardError, UsageError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started

@@ -71,6 +71,13 @@ class StageConfig:
     min_lr: float | None = None
     warmup_steps: int | None = None
 
+    def schedule(self, optimizer: "OptimizerSettings") -> tuple[float, float, int]:
+        """(peak lr, min lr, warmup steps) of this stage: its own, else the optimizer section's."""
+        lr = self.lr if self.lr is not None else optimizer.lr
+        min_lr = self.min_lr if self.min_lr is not None else min(optimizer.min_lr, lr)
+        warmup = self.warmup_steps if self.warmup_steps is not None else optimizer.warmup_steps
+        return lr, min_lr, warmup
+
 
 @dataclass
 class BlendEntry:

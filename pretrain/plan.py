@@ -30,11 +30,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pretrain.config import ConfigError, RunConfig, init_source, load_config, resolve_stages
 from pretrain.flops import flops_per_token, parameter_counts
 from mcore_llama.shape import LlamaShape, padded_vocab_size
+from stagekit.config import load_section
 
 GIB = 1024**3
 DEFAULT_MEASUREMENT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu.json"
@@ -100,16 +99,6 @@ def mfu_source(cluster: Cluster, given: float | None, measured: str | None, shap
     return MfuSource(mfu=cluster.assumed_mfu, origin="assumed")
 
 
-def read_cluster(path: str | None) -> Cluster:
-    if path is None:
-        return Cluster()
-    raw = (yaml.safe_load(Path(path).read_text()) or {}).get("cluster") or {}
-    unknown = set(raw) - set(Cluster.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"cluster: unknown key(s) {', '.join(sorted(unknown))}")
-    return Cluster(**raw)
-
-
 def model_shape(run: RunConfig) -> LlamaShape:
     """From the init HF config when it is on disk, else the `model:` section (+ its vocab_size)."""
     kind, path = init_source(run.pretrain)
@@ -118,7 +107,7 @@ def model_shape(run: RunConfig) -> LlamaShape:
     vocab = run.model.vocab_size
     if vocab is None:
         try:
-            from pretrain.token_encoder import TokenEncoder
+            from tokenizer.token_encoder import TokenEncoder
 
             vocab = TokenEncoder.load(run.pretrain.tokenizer).vocab_size
         except ValueError:
@@ -270,12 +259,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        run = load_config(args.config, args.overrides)
-        cluster = read_cluster(args.config)
-        for field_name, value in (("nodes", args.nodes), ("gpus_per_node", args.gpus_per_node),
-                                  ("gpu_memory_gib", args.gpu_memory_gib)):
-            if value is not None:
-                setattr(cluster, field_name, value)
+        # --set cluster.KEY=VALUE is plan's own section; the others are pretrain's (keys relative to it).
+        cluster_sets = [item for item in args.overrides if item.lstrip().startswith("cluster.")]
+        run = load_config(args.config, [item for item in args.overrides if item not in cluster_sets])
+        cluster = load_section(Cluster, "cluster", args.config, cluster_sets, flags={
+            "nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "gpu_memory_gib": args.gpu_memory_gib})
         if args.mfu is not None and args.measured is not None:
             raise ConfigError("--mfu and --measured: give one (--mfu overrides any measurement)")
         for name, value in (("--mfu", args.mfu), ("cluster.assumed_mfu", cluster.assumed_mfu)):

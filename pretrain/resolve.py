@@ -26,8 +26,8 @@ from pretrain.config import (
     validate_layout,
     world_size_from_env,
 )
-from pretrain.token_encoder import TokenEncoder, TokenizerError
 from stagekit.errors import BadInput
+from tokenizer.token_encoder import TokenEncoder
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
     world_size = world_size or world_size_from_env()
     try:
         encoder = TokenEncoder.load(config.tokenizer)
-    except TokenizerError as exc:
+    except BadInput as exc:
         raise ConfigError(f"pretrain.tokenizer: {exc}") from None
     init_kind, init_path = init_source(config)
     if init_path is not None and not Path(init_path).exists():
@@ -165,7 +165,7 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
     stages = resolve_stages(config)
     ends, total = [], 0
     for index, stage in enumerate(stages):
-        warmup = stage.warmup_steps if stage.warmup_steps is not None else config.optimizer.warmup_steps
+        warmup = stage.schedule(config.optimizer)[2]
         if warmup >= stage.steps:
             raise ConfigError(f"pretrain stage {index} ({stage.name}): warmup_steps {warmup} must be < its {stage.steps} steps")
         total += stage.steps

@@ -67,8 +67,7 @@ def build_stage(run: TrainingRun, stage: StageConfig, *, use_transformer_engine:
         module=model,
     )
     opt = config.optimizer
-    lr = stage.lr if stage.lr is not None else opt.lr
-    min_lr = stage.min_lr if stage.min_lr is not None else min(opt.min_lr, lr)
+    lr, min_lr, warmup = stage.schedule(opt)
     optimizer_config = OptimizerConfig(
         optimizer="adam",
         lr=lr,
@@ -87,7 +86,6 @@ def build_stage(run: TrainingRun, stage: StageConfig, *, use_transformer_engine:
         # (names seen through the DDP wrapper: "module.embedding.word_embeddings.weight")
         overrides[ParamKey(name=tuple("*" + name for name in EMBEDDING_PARAMS))] = {"wd_mult": 0.0}
     optimizer = get_megatron_optimizer(optimizer_config, [ddp], config_overrides=overrides)
-    warmup = stage.warmup_steps if stage.warmup_steps is not None else opt.warmup_steps
     scheduler = OptimizerParamScheduler(
         optimizer,
         init_lr=0.0,

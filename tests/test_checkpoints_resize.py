@@ -199,3 +199,21 @@ def test_model_rows_must_match_the_base_tokenizer(work, tmp_path, capsys, init):
     err = _fail(["--model", str(model), "--tokenizer", str(work["merged"]), "--output", str(out), "--init", init], capsys)
     assert "1,000 vocabulary rows" in err and "32,000 pieces" in err, err
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_resize_reads_the_checkpoints_section_and_flags_win(work, resized, tmp_path, capsys):
+    """`kocpt checkpoints resize --config FILE --set checkpoints.resize.KEY=VALUE`: file < --set < flags."""
+    config = tmp_path / "run.yaml"
+    config.write_text("checkpoints:\n  resize: {init: random, seed: 1, max_shard_size_mb: 1}\n")
+    common = ["--model", str(work["models"][False]), "--tokenizer", str(work["merged"]), "--config", str(config)]
+    assert main([*common, "--output", str(tmp_path / "set"), "--set", "checkpoints.resize.init=mean"]) == 0
+    assert main([*common, "--output", str(tmp_path / "flag"), "--set", "checkpoints.resize.init=mean",
+                 "--init", "fvt"]) == 0
+    capsys.readouterr()
+    for name, expected in (("set", "mean"), ("flag", "fvt")):
+        got, want = tensors(tmp_path / name), tensors(resized[expected])
+        assert all(torch.equal(got[key], want[key]) for key in want), name
+    config.write_text("checkpoints:\n  resize: {innit: mean}\n")
+    assert main([*common, "--output", str(tmp_path / "bad")]) == 2
+    assert "checkpoints.resize: unknown key(s) innit" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -67,6 +67,66 @@ def test_no_stage_imports_the_dispatcher(folder):
     assert offenders(folder, ("kocpt",)) == []
 
 
+# What each stage may build on: shared packages (stagekit, mcore_llama), the pure document
+# functions (corpus) and the tokenizer contract (tokenizer: its files, its encoder). Stages never
+# import each other otherwise; only the dispatcher (kocpt) and benchmarks combine them.
+MAY_IMPORT = {
+    "stagekit": (),
+    "corpus": ("stagekit",),
+    "mcore_llama": ("stagekit",),
+    "tokenizer": ("stagekit", "corpus"),
+    "pipelines": ("stagekit", "corpus", "tokenizer"),
+    "checkpoints": ("stagekit", "mcore_llama", "tokenizer"),
+    "pretrain": ("stagekit", "mcore_llama", "tokenizer"),
+    "evaluation": ("stagekit", "corpus", "tokenizer"),
+    "serving": ("stagekit", "mcore_llama", "tokenizer"),
+}
+
+
+@pytest.mark.parametrize("folder", STAGES)
+def test_stages_build_only_on_shared_packages(folder):
+    others = tuple(name for name in PRODUCT if name not in (folder, *MAY_IMPORT[folder]))
+    assert offenders(folder, others) == []
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_cycles() -> list[list[str]]:
+    """Cycles in the graph of product modules importing product modules (any import, even in a function)."""
+    files = {module_name(path): path for folder in PRODUCT for path in (REPO / folder).rglob("*.py")}
+    graph = {}
+    for module, path in files.items():
+        targets = set()
+        for name in imported_modules(path):
+            while name and name not in files:  # `from a.b import c`: the module a.b (or package a)
+                name = name.rpartition(".")[0]
+            if name and name != module and not module.startswith(name + "."):
+                targets.add(name)
+        graph[module] = targets
+    cycles, state = [], {}
+
+    def visit(module, stack):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return cycles
+
+
+def test_no_module_imports_itself_through_others():
+    assert import_cycles() == []
+
+
 def test_the_rule_catches_a_cross_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from pretrain.resolve import TrainingRun\n    import checkpoints.convert\n")

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from checkpoints.config import CheckpointsConfig, load_checkpoints_config
 from corpus.config import CorpusConfig, load_corpus_config
 from evaluation.config import EvalConfig, load_eval_config
+from pipelines.tokenize_corpus import TokenizeSection
 from pretrain.config import ConfigError, ModelSection, PretrainConfig, load_config
 from stagekit.config import (
     SECTIONS,
@@ -61,7 +63,8 @@ def test_an_unknown_section_is_named_with_the_valid_ones(tmp_path):
     assert "unknown section(s) pretrian" in message and str(config) in message
     assert all(name in message for name in SECTIONS)
     for load in (lambda: load_section(TokenizerConfig, "tokenizer", config), lambda: load_config(config),
-                 lambda: load_corpus_config(config), lambda: load_eval_config(config)):
+                 lambda: load_corpus_config(config), lambda: load_eval_config(config),
+                 lambda: load_checkpoints_config(config), lambda: load_section(TokenizeSection, "tokenize", config)):
         with pytest.raises(BadInput, match="pretrian"):  # every stage refuses the file, not only pretrain
             load()
 
@@ -72,6 +75,8 @@ def test_an_unknown_section_is_named_with_the_valid_ones(tmp_path):
     (ModelSection, "model", "hidden_sise", "hidden_size"),
     (PretrainConfig, "pretrain", "optimizer.lrr", "min_lr"),
     (EvalConfig, "eval", "korea", "korean"),
+    (TokenizeSection, "tokenize", "batch_sise", "batch_size"),
+    (CheckpointsConfig, "checkpoints", "resize.innit", "init"),
 ])
 def test_an_unknown_key_is_named_with_the_valid_ones(model, section, key, valid):
     with pytest.raises(BadInput) as error:
@@ -192,14 +197,14 @@ def test_every_bad_input_is_one_class():
 
 def section_readers() -> dict:
     """Section -> how the stage that reads it loads it (the same call the stage makes)."""
-    from pipelines.tokenize_corpus import section_defaults
     from pretrain.plan import Cluster
 
     return {
         "corpus": lambda path: load_corpus_config(path),
         "tokenizer": lambda path: load_section(TokenizerConfig, "tokenizer", path),
         "model": lambda path: load_section(ModelSection, "model", path),
-        "tokenize": lambda path: section_defaults(path),
+        "checkpoints": lambda path: load_checkpoints_config(path),
+        "tokenize": lambda path: load_section(TokenizeSection, "tokenize", path),
         "pretrain": lambda path: load_section(PretrainConfig, "pretrain", path),
         "eval": lambda path: load_eval_config(path),
         "cluster": lambda path: load_section(Cluster, "cluster", path),
@@ -276,11 +281,14 @@ def test_tokenizer_merge_reads_base_and_max_added(tmp_path, capsys):
     ["tokenizer", "merge", "--add", "x.model", "--output", "tok"],
     ["eval", "--model", "m", "--output", "e"],
     ["pretrain", "--check"],
+    ["tokenize", "corpus", "tokenized", "--tokenizer", str(LLAMA2_TOKENIZER)],
+    ["checkpoints", "resize", "--model", "m", "--tokenizer", "t", "--output", "resized"],
+    ["checkpoints", "convert", "--to", "megatron", "--input", "m", "--output", "converted"],
     ["demo"],
 ])
 def test_every_stage_command_refuses_unknown_sections_and_keys(command, tmp_path):
     section = {"corpus": "corpus", "tokenizer": "tokenizer", "eval": "eval", "pretrain": "pretrain",
-               "demo": "tokenizer"}[command[0]]
+               "tokenize": "tokenize", "checkpoints": "checkpoints", "demo": "tokenizer"}[command[0]]
     bad_key = demo_with(tmp_path, section, vocab_sise=3)
     bad_section = write(tmp_path / "section.yaml", {"pretrian": {}})
     extra = ["--output", str(tmp_path / "demo")] if command == ["demo"] else []
@@ -290,7 +298,7 @@ def test_every_stage_command_refuses_unknown_sections_and_keys(command, tmp_path
         lines = [line for line in result.stderr.splitlines() if "error:" in line]  # Beam may warn on stderr
         assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert message in lines[0] and "valid" in lines[0]
-    assert not any((tmp_path / name).exists() for name in ("demo", "e", "out", "tok"))
+    assert not any((tmp_path / name).exists() for name in ("demo", "e", "out", "tok", "tokenized", "resized", "converted"))
 
 
 def test_demo_refuses_a_missing_base_before_any_stage(tmp_path, capsys):

@@ -195,3 +195,31 @@ def test_failed_rerun_leaves_a_good_output_exactly_as_it_was(tmp_path):
     assert "Traceback" not in result.stderr
     assert snapshot(tmp_path / "nested" / "out") == before
     assert sorted(path.name for path in (tmp_path / "nested").iterdir()) == ["out"]
+
+
+@pytest.mark.slow
+def test_the_tokenize_section_and_set_reach_the_job_and_flags_win(tmp_path):
+    """--config's tokenize: section, then --set tokenize.KEY=VALUE, then the flags (--no-bos)."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    write_shards(tmp_path / "corpus", korean_lines(6), 1)
+    config = tmp_path / "run.yaml"
+    config.write_text("tokenize: {add_bos: false, append_eod: false, batch_size: 2}\n")
+    processor = spm.SentencePieceProcessor(model_file=str(LLAMA2_TOKENIZER))
+    cases = {  # output -> (extra args, (every document starts with BOS, every document ends with EOD))
+        "file": ([], (False, False)),
+        "set": (["--set", "tokenize.append_eod=true"], (False, True)),
+        "flag": (["--set", "tokenize.add_bos=true", "--set", "tokenize.append_eod=true", "--no-bos"], (False, True)),
+        "set-both": (["--set", "tokenize.add_bos=true", "--set", "tokenize.append_eod=true"], (True, True)),
+    }
+    for name, (extra, expected) in cases.items():
+        result = run_cli(tmp_path / "corpus", tmp_path / name, "--tokenizer", LLAMA2_TOKENIZER, "--config", config,
+                         *extra, "--direct_num_workers=1")
+        assert result.returncode == 0, result.stderr[-2000:]
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["documents"] == 6
+        documents = [list(document) for entry in manifest["datasets"]
+                     for document in IndexedDataset(str(tmp_path / name / entry["prefix"]))]
+        starts = {document[0] == processor.bos_id() for document in documents}
+        ends = {document[-1] == processor.eos_id() for document in documents}
+        assert (starts, ends) == ({expected[0]}, {expected[1]}), name

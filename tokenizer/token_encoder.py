@@ -1,4 +1,5 @@
-"""The tokenizer as the data pipeline and the training loop need it: ids, special ids, characters.
+"""The tokenizer as the data pipeline (`kocpt tokenize`) and the training loop need it: ids, special
+ids, characters.
 
 A tokenizer directory (the tokenizer stage's output) is read through its SentencePiece
 `tokenizer.model` — the file its HF tokenizer is tested to agree with — so tokenization does not
@@ -16,21 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-class TokenizerError(ValueError):
-    """A tokenizer path that cannot be used; the message names it."""
-
-
-def tokenizer_model_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        model = path / "tokenizer.model"
-        if not model.is_file():
-            raise TokenizerError(f"{path}: no tokenizer.model (not a SentencePiece tokenizer directory)")
-        return model
-    if not path.is_file():
-        raise TokenizerError(f"{path}: no such tokenizer directory or file")
-    return path
+from tokenizer import BadInput
+from tokenizer.spm_model import resolve_model_path
 
 
 @dataclass
@@ -41,8 +29,8 @@ class TokenEncoder:
     _processor: object = None
 
     @classmethod
-    def load(cls, path: str | Path) -> "TokenEncoder":
-        encoder = cls(str(tokenizer_model_path(path)))
+    def load(cls, path: str | Path) -> TokenEncoder:
+        encoder = cls(str(resolve_model_path(path)))
         encoder.processor  # fail now, with the path in the message, not inside a worker
         return encoder
 
@@ -58,7 +46,7 @@ class TokenEncoder:
             try:
                 processor.Load(self.model_path)
             except (OSError, RuntimeError) as exc:
-                raise TokenizerError(f"{self.model_path}: not a SentencePiece model ({exc})") from None
+                raise BadInput(f"{self.model_path}: not a SentencePiece model ({exc})") from None
             self._processor = processor
         return self._processor
 

@@ -1,0 +1,61 @@
+"""The `checkpoints:` section of a run config: what `kocpt checkpoints resize` and `convert` read.
+
+    checkpoints:
+      resize: {init: fvt, lm_head: mean, pad_to_multiple: 1, seed: 0, max_shard_size_mb: 2048}
+      convert: {make_vocab_size_divisible_by: 128, max_shard_size_mb: 2048}
+
+Each command takes `--config FILE` and `--set checkpoints.resize.init=mean`; its flags win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS
+from stagekit.config import load_section
+
+
+@dataclass(frozen=True)
+class ResizeSection:
+    init: str = "fvt"  # new-row initialization: one of INIT_METHODS
+    lm_head: str = "mean"  # FVT LM-head rows: mean of the pieces' rows, or the first piece's (EEVE)
+    pad_to_multiple: int = 1  # pad the vocabulary to a multiple of this
+    seed: int = 0  # for init: random
+    max_shard_size_mb: int = 2048
+
+    def validate(self) -> None:
+        if self.init not in INIT_METHODS:
+            raise ValueError(f"resize.init {self.init!r}: expected one of {', '.join(INIT_METHODS)}")
+        if self.lm_head not in LM_HEAD_METHODS:
+            raise ValueError(f"resize.lm_head {self.lm_head!r}: expected one of {', '.join(LM_HEAD_METHODS)}")
+        if self.pad_to_multiple < 1:
+            raise ValueError(f"resize.pad_to_multiple must be >= 1, got {self.pad_to_multiple}")
+        if self.max_shard_size_mb < 1:
+            raise ValueError(f"resize.max_shard_size_mb must be >= 1, got {self.max_shard_size_mb}")
+
+
+@dataclass(frozen=True)
+class ConvertSection:
+    make_vocab_size_divisible_by: int = 128  # --to megatron: stored vocabulary padding (TP pads more on load)
+    max_shard_size_mb: int = 2048  # --to hf: safetensors shard size
+
+    def validate(self) -> None:
+        if self.make_vocab_size_divisible_by < 1:
+            raise ValueError(f"convert.make_vocab_size_divisible_by must be >= 1, got {self.make_vocab_size_divisible_by}")
+        if self.max_shard_size_mb < 1:
+            raise ValueError(f"convert.max_shard_size_mb must be >= 1, got {self.max_shard_size_mb}")
+
+
+@dataclass(frozen=True)
+class CheckpointsConfig:
+    resize: ResizeSection = field(default_factory=ResizeSection)
+    convert: ConvertSection = field(default_factory=ConvertSection)
+
+    def validate(self) -> None:
+        self.resize.validate()
+        self.convert.validate()
+
+
+def load_checkpoints_config(path=None, overrides=(), flags: dict | None = None) -> CheckpointsConfig:
+    """The typed `checkpoints:` section; `flags` use dotted keys (`{"resize.init": "mean"}`)."""
+    return load_section(CheckpointsConfig, "checkpoints", path, overrides, flags)
