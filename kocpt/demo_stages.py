@@ -41,7 +41,7 @@ def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
     from checkpoints.config import load_checkpoints_config
     from corpus.config import load_corpus_config
     from evaluation.config import load_eval_config
-    from pipelines.tokenize_corpus import TokenizeSection
+    from pipelines.tokenize_config import TokenizeSection
 
     read_config_file(config)
     load_corpus_config(config, sets)

@@ -45,6 +45,7 @@ from pipelines.runner import (
     split_arguments,
     worker_logs_to,
 )
+from pipelines.tokenize_config import TokenizeSection
 from stagekit.config import add_config_arguments, load_section
 from stagekit.errors import BadInput
 from tokenizer.token_encoder import TokenEncoder, indexed_dtype
@@ -52,19 +53,6 @@ from tokenizer.token_encoder import TokenEncoder, indexed_dtype
 MANIFEST = "manifest.json"
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
 FORMAT = "megatron-indexed-dataset"
-
-
-@dataclass(frozen=True)
-class TokenizeSection:
-    """The `tokenize:` section of a run config (`--config`, `--set tokenize.KEY=VALUE`)."""
-
-    add_bos: bool = True  # Llama-2 saw BOS at every document start
-    append_eod: bool = True  # EOD separates the documents GPTDataset packs into one sequence
-    batch_size: int = 256  # documents per sentencepiece call
-
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise BadInput(f"tokenize.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import yaml
 from checkpoints.config import CheckpointsConfig, load_checkpoints_config
 from corpus.config import CorpusConfig, load_corpus_config
 from evaluation.config import EvalConfig, load_eval_config
-from pipelines.tokenize_corpus import TokenizeSection
+from pipelines.tokenize_config import TokenizeSection
 from pretrain.config import ConfigError, ModelSection, PretrainConfig, load_config
 from stagekit.config import (
     SECTIONS,
