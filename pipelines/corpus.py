@@ -232,10 +232,12 @@ def build_pipeline(
     outcomes.append(written.dropped)
 
     all_outcomes = tuple(outcomes) | "AllOutcomes" >> beam.Flatten()
-    no_drops = pipeline | "NothingToDrop" >> beam.Create([])
     rejected_files = (
-        (all_outcomes | "OutcomeRecords" >> beam.Map(lambda outcome: outcome[2]), no_drops)
-        | "Rejected" >> steps.WriteShards(staging, "rejected", config.rejected_shards, config.zstd_level, key=steps.record_key)
+        all_outcomes
+        | "OutcomeRecords" >> beam.Map(lambda outcome: outcome[2])
+        | "SpillRejected" >> beam.ParDo(spill.SpillRecordsFn(FileSystems.join(staging, spill.SPILL_FOLDER, "rejected"),
+                                                             config.rejected_shards, steps.record_key))
+        | "Rejected" >> spill.WriteShardsFromRuns(staging, config.rejected_shards, config.zstd_level, 0, None, "rejected")
     )
     outcome_counts = (
         all_outcomes

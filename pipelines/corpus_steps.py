@@ -22,7 +22,6 @@ from corpus.encodings import MOSTLY_UNDECODABLE
 from corpus.filters import QualityConfig
 from corpus.index import read_index
 from corpus.records import BadFile, ReadOptions, read_input
-from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
 
 BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
@@ -104,46 +103,6 @@ class CleanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", reason, {**cleaned, "reason": reason}))
 
 
-class WriteShardFn(beam.DoFn):
-    """(shard index, {records, drop}) → the sorted file of small records (rejected/), and a manifest entry.
-
-    The kept documents take another way (`pipelines.spill_steps`): their text never shuffles.
-    """
-
-    DROPPED = "dropped"
-
-    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key):
-        self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
-
-    def process(self, item):
-        index, grouped = item
-        drop: dict[str, tuple[str, str]] = {}
-        for doc_id, (of, reason) in grouped["drop"]:
-            if doc_id not in drop or reason.endswith("_of_previous"):  # an earlier output's copy wins
-                drop[doc_id] = (of, reason)
-        kept = []
-        for doc in grouped["docs"]:
-            if drop and doc.get("id") in drop:
-                of, reason = drop[doc["id"]]
-                _count(f"dropped.{reason}")
-                record = {"id": doc["id"], "source": doc["source"], "reason": reason, "duplicate_of": of}
-                yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", reason, record))
-            else:
-                kept.append(doc)
-        kept.sort(key=self.key)
-        yield write_records(self.staging_dir, self.folder, index, self.count, kept, self.level)
-
-
-def write_records(staging_dir: str, folder: str, index: int, count: int, records: list[dict], level: int) -> dict:
-    name = shard_name(index, count)
-    data = encode_shard(records, level)
-    # UNCOMPRESSED: Beam would otherwise zstd-compress the already compressed bytes again (.zst).
-    path = FileSystems.join(staging_dir, folder, name)
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(data)
-    return shard_entry(f"{folder}/{name}", len(records), data)
-
-
 def read_index_file(path: str):
     """Rows of one earlier output's index file (read whole: Parquet needs to seek)."""
     import io
@@ -153,40 +112,9 @@ def read_index_file(path: str):
     yield from read_index(io.BytesIO(data))
 
 
-def document_id(doc: dict) -> str:
-    return doc["id"]
-
-
 def record_key(record: dict) -> str:
     """Sort and shard key of a rejected record: its id, or file and line when it has none."""
     return record.get("id") or f"{record.get('file')}:{record.get('line') or 0:010d}"
-
-
-class WriteShards(beam.PTransform):
-    """Documents (and ids to drop) → `folder/part-NNNNN-of-MMMMM.jsonl.zst`, sorted by id."""
-
-    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key=document_id):
-        super().__init__()
-        self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
-
-    def expand(self, pcolls):
-        docs, drop = pcolls
-        count, key = self.count, self.key
-        # Every shard index takes part, so empty shards are written too and the set is complete.
-        indices = docs.pipeline | f"{self.folder}Indices" >> beam.Create([(i, None) for i in range(count)])
-        grouped = {
-            "index": indices,
-            "docs": docs | f"{self.folder}KeyDocs" >> beam.Map(lambda doc: (shard_of(key(doc), count), doc)),
-            "drop": drop | f"{self.folder}KeyDrop" >> beam.Map(lambda pair: (shard_of(pair[0], count), pair)),
-        }
-        return (
-            grouped
-            | f"{self.folder}Group" >> beam.CoGroupByKey()
-            | f"{self.folder}Write"
-            >> beam.ParDo(WriteShardFn(self.staging_dir, self.folder, count, self.level, key)).with_outputs(
-                WriteShardFn.DROPPED, main="entries"
-            )
-        )
 
 
 def undecodable_files(file_reports: list[tuple[str, dict]]) -> list[dict]:

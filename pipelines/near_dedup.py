@@ -22,6 +22,7 @@ from corpus.spill import BandFiles, DropList, encode_band_file, in_buckets
 from pipelines.clustering import ConnectedComponents
 from pipelines.spill_steps import read_file, run_signatures, write_file
 
+
 class BandsFn(beam.DoFn):
     """(shard, {runs, exact drops}) → (band, band file): the band hashes and ids of the shard's
     documents that survived exact dedup, one file per band (`corpus.spill.encode_band_file`),

@@ -114,6 +114,30 @@ class SpillFn(beam.DoFn):
         self._bytes = 0
 
 
+class SpillRecordsFn(beam.DoFn):
+    """Records (rejected/ and dropped documents) → runs (shard, (base path, rows)) sorted by `key`,
+    so rejected texts do not cross a shuffle either."""
+
+    def __init__(self, spill_dir: str, num_shards: int, key, flush_bytes: int = 64 << 20):
+        self.spill_dir, self.num_shards, self.key, self.flush_bytes = spill_dir, num_shards, key, flush_bytes
+
+    def start_bundle(self):
+        self._rows: dict[int, list] = defaultdict(list)
+        self._bytes = 0
+
+    def process(self, record: dict):
+        key = self.key(record)
+        line = doc_line(record)
+        self._rows[shard_of(key, self.num_shards)].append((key, line, "", b""))
+        self._bytes += 2 * len(line) + 200
+        if self._bytes >= self.flush_bytes:
+            yield from SpillFn._flush(self)
+
+    def finish_bundle(self):
+        for run in SpillFn._flush(self):
+            yield GlobalWindows.windowed_value(run)
+
+
 def _previous_exact_batches(batch, partitions: int):
     """Earlier outputs' (id, text_sha256) rows → exact-dedup batches with tagged ids."""
     yield from exact_batches([key for _, key in batch], [tag_previous(doc_id) for doc_id, _ in batch], partitions)
@@ -182,19 +206,20 @@ class WriteShardFromRunsFn(beam.DoFn):
     DROPPED = "dropped"
     INDEX = "index"
 
-    def __init__(self, staging_dir: str, count: int, level: int, row_bytes: int, index_bands: tuple[int, int]):
+    def __init__(self, staging_dir: str, count: int, level: int, row_bytes: int, index_bands: tuple[int, int] | None,
+                 folder: str = "shards"):
         self.staging_dir, self.count, self.level = staging_dir, count, level
-        self.row_bytes, self.index_bands = row_bytes, index_bands
+        self.row_bytes, self.index_bands, self.folder = row_bytes, index_bands, folder
 
     def process(self, item):
         shard, grouped = item
-        drops = DropList(grouped["drops"])
+        drops = DropList(grouped.get("drops", ()))
         iterators, handles = open_runs(list(grouped["runs"]), self.row_bytes)
         name = shard_name(shard, self.count)
         kept = 0
         with tempfile.TemporaryFile() as index_file:
-            index = IndexWriter(index_file, *self.index_bands)
-            with FileSystems.create(FileSystems.join(self.staging_dir, "shards", name), compression_type=RAW) as handle:
+            index = IndexWriter(index_file, *self.index_bands) if self.index_bands else None
+            with FileSystems.create(FileSystems.join(self.staging_dir, self.folder, name), compression_type=RAW) as handle:
                 counted = _Counted(handle)
                 compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
                 with compressor.stream_writer(counted, closefd=False) as writer:
@@ -205,7 +230,8 @@ class WriteShardFromRunsFn(beam.DoFn):
                             yield beam.pvalue.TaggedOutput(self.DROPPED, _drop_record(doc_id, line, *dropped))
                             continue
                         kept += 1
-                        index.add(doc_id, key, signature)
+                        if index:
+                            index.add(doc_id, key, signature)
                         pending.append(line.encode("utf-8") + b"\n")
                         size += len(pending[-1])
                         if size >= 1 << 20:
@@ -214,7 +240,9 @@ class WriteShardFromRunsFn(beam.DoFn):
                     writer.write(b"".join(pending))
             for opened in handles:
                 opened.close()
-            yield counted.entry(f"shards/{name}", kept)
+            yield counted.entry(f"{self.folder}/{name}", kept)
+            if index is None:
+                return
             index.close()
             index_file.seek(0)
             index_path = f"{INDEX_FOLDER}/{index_name(name)}"
@@ -233,21 +261,23 @@ def _drop_record(doc_id: str, line: str, of: str, reason: str):
 class WriteShardsFromRuns(beam.PTransform):
     """(runs, drops) → `shards/part-NNNNN-of-MMMMM.jsonl.zst` sorted by id, and `index/`."""
 
-    def __init__(self, staging_dir: str, count: int, level: int, row_bytes: int, index_bands: tuple[int, int]):
+    def __init__(self, staging_dir: str, count: int, level: int, row_bytes: int, index_bands: tuple[int, int] | None,
+                 folder: str = "shards"):
         super().__init__()
         self.staging_dir, self.count, self.level = staging_dir, count, level
-        self.row_bytes, self.index_bands = row_bytes, index_bands
+        self.row_bytes, self.index_bands, self.folder = row_bytes, index_bands, folder
 
     def expand(self, pcolls):
-        runs, drops = pcolls
+        runs, drops = pcolls if isinstance(pcolls, tuple) else (pcolls, None)
         count = self.count
         # Every shard index takes part, so empty shards are written too and the set is complete.
-        indices = runs.pipeline | "ShardIndices" >> beam.Create([(i, None) for i in range(count)])
+        grouped = {"index": runs.pipeline | "ShardIndices" >> beam.Create([(i, None) for i in range(count)]), "runs": runs}
+        if drops is not None:
+            grouped["drops"] = drops | "KeyDrops" >> beam.Map(lambda drop: (shard_of(drop[0], count), drop))
         return (
-            {"index": indices, "runs": runs,
-             "drops": drops | "KeyDrops" >> beam.Map(lambda drop: (shard_of(drop[0], count), drop))}
+            grouped
             | "GroupRunsAndDrops" >> beam.CoGroupByKey()
             | "MergeRuns" >> beam.ParDo(WriteShardFromRunsFn(self.staging_dir, count, self.level, self.row_bytes,
-                                                             self.index_bands)).with_outputs(
+                                                             self.index_bands, self.folder)).with_outputs(
                 WriteShardFromRunsFn.DROPPED, WriteShardFromRunsFn.INDEX, main="entries")
         )

@@ -11,7 +11,16 @@ import pyarrow.parquet as pq
 from corpus.clean import text_key
 from corpus.index import IndexWriter, encode_index, tag_previous
 from corpus.minhash import MinHashConfig, MinHasher, band_hashes
-from corpus.spill import DropList, decode_table, doc_line, encode_run, exact_batches, exact_drops, iter_run, merge_runs
+from corpus.spill import (
+    DropList,
+    decode_table,
+    doc_line,
+    encode_run,
+    exact_batches,
+    exact_drops,
+    iter_run,
+    merge_runs,
+)
 
 
 def rows_of(texts: dict[str, str], width: int = 0) -> list[tuple[str, str, str, bytes]]:
