@@ -174,7 +174,10 @@ def build_pipeline(
 
     `previous`: index files of earlier outputs to deduplicate against.
     """
-    specs = [(kind, name) for kind, name, _ in inputs]
+    # Fewer inputs than ~4 per worker: each is read by several workers, each emitting every
+    # parts-th record, so the cleaning spreads over workers without shuffling any text.
+    parts = max(1, math.ceil(2 * parallelism / len(inputs))) if len(inputs) < 4 * parallelism else 1
+    specs = [(kind, name, part, parts) for kind, name, _ in inputs for part in range(parts)]
     read = (
         pipeline
         | "Inputs" >> beam.Create(specs)
@@ -183,12 +186,7 @@ def build_pipeline(
             steps.ReadInputFn.REJECTED, steps.ReadInputFn.FILES, main="docs"
         )
     )
-    docs = read.docs
-    if len(inputs) < 4 * parallelism:
-        # Few input files: without a reshuffle each file's documents would all be cleaned by the
-        # worker that read it. With many files that extra shuffle of every document costs ~13%.
-        docs = docs | "SpreadDocs" >> beam.Reshuffle()
-    cleaned = docs | "Clean" >> beam.ParDo(steps.CleanFn(config.quality, config.scrub_pii)).with_outputs(
+    cleaned = read.docs | "Clean" >> beam.ParDo(steps.CleanFn(config.quality, config.scrub_pii)).with_outputs(
         steps.CleanFn.DROPPED, steps.CleanFn.PII, main="docs"
     )
     outcomes = [read[steps.ReadInputFn.REJECTED], cleaned[steps.CleanFn.DROPPED]]

@@ -38,6 +38,10 @@ class ReadInputFn(beam.DoFn):
     An input is ("file", path) for anything Beam's FileSystems can open, or ("dataset", spec) for
     a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`). Each text or
     JSONL file also yields (path, report) to FILES: the encoding used and the undecodable lines.
+
+    A spec may add (part, parts): the input is read whole but only every parts-th record from
+    `part` on is emitted (and the file report and a bad-file record only by part 0). With fewer
+    inputs than workers this spreads the cleaning over workers without shuffling any text.
     """
 
     REJECTED = "rejected"
@@ -47,23 +51,27 @@ class ReadInputFn(beam.DoFn):
         self.options = options
         self.skip_bad_files = skip_bad_files
 
-    def process(self, spec: tuple[str, str]):
-        kind, name = spec
+    def process(self, spec: tuple):
+        kind, name, part, parts = spec if len(spec) == 4 else (*spec, 0, 1)
         read = 0
         try:
             if kind == "dataset":
                 for kind_record in read_input(name, None, self.options):
+                    if read % parts == part:
+                        yield self._emit(kind_record)
                     read += 1
-                    yield self._emit(kind_record)
                 return
             report: dict = {}
             with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
                 for kind_record in read_input(name, stream, self.options, report):
+                    if read % parts == part:
+                        yield self._emit(kind_record)
                     read += 1
-                    yield self._emit(kind_record)
-            if report:
+            if report and part == 0:
                 yield beam.pvalue.TaggedOutput(self.FILES, (name, report))
         except BadFile as exc:
+            if part != 0:
+                return  # part 0 reports (or raises) it
             if not self.skip_bad_files:
                 # Beam wraps worker errors in long tracebacks; main() finds this marker and prints one line.
                 raise RuntimeError(f"{BAD_FILE_MARKER}{exc}") from None

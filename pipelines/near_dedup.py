@@ -1,6 +1,7 @@
-"""Beam near-duplicate removal: MinHash signatures per batch, LSH band buckets, candidates verified
-on the full signature, clusters as connected components over workers (`pipelines/clustering.py`),
-and (with `--dedup-against`) candidates against earlier outputs' indexes."""
+"""Beam near-duplicate removal: LSH band files per shard (from the signatures the spill step wrote
+into the runs, `pipelines/spill_steps.py`), candidates per band, each verified on the full
+signatures read from the runs, clusters as connected components over workers
+(`pipelines/clustering.py`), and (with `--dedup-against`) candidates against earlier outputs' indexes."""
 
 from __future__ import annotations
 
