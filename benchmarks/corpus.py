@@ -2,6 +2,7 @@
 
     python benchmarks/corpus.py            # full run (~20 min on 2 cores): ko-train + a >= 200 MB input
     python benchmarks/corpus.py --quick    # smoke run on a small synthetic input (~2 min)
+    python benchmarks/corpus.py --scale    # 0.2, 1 and 4 GB synthetic inputs, 2 workers: memory slope
 
 What it measures (a table on stdout, everything in benchmarks/results/corpus.json):
 1. `python -m pipelines.corpus` end to end (process start to exit, default config: normalize, PII,
@@ -576,6 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-ko-train", action="store_true", help="skip the runs on ko-train itself")
     parser.add_argument("--no-datatrove", action="store_true", help="skip datatrove")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the run outputs in the work dir")
+    parser.add_argument("--scale", action="store_true",
+                        help="scaling run: synthetic inputs of --scale-gb sizes with --workers (default 2) workers; "
+                        "per size docs/s, MB/s, peak RSS, recall/precision, and the slope of peak RSS against input size "
+                        "(JSON: benchmarks/results/corpus-scale.json unless --out)")
+    parser.add_argument("--scale-gb", type=float, nargs="+", default=[0.2, 1.0, 4.0], metavar="GB",
+                        help="input sizes of --scale in GB (default: %(default)s)")
+    parser.add_argument("--delete-inputs", action="store_true",
+                        help="with --scale: delete each built input of 1 GB or more once it has been measured")
     parser.add_argument("--datatrove-job", help=argparse.SUPPRESS)  # internal: one datatrove run
     return parser
 
@@ -592,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         datatrove_job(json.loads(args.datatrove_job))
         return 0
     try:
-        return benchmark(args)
+        return scale(args) if args.scale else benchmark(args)
     except BenchmarkError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -681,6 +690,62 @@ def benchmark(args: argparse.Namespace) -> int:
     print_table(results)
     print(f"\nwrote {args.out}")
     return 0
+
+
+def scale(args: argparse.Namespace) -> int:
+    """Our pipeline at growing input sizes: throughput, peak RSS and its slope, near-dup quality."""
+    workers = (args.workers or [2])[0]
+    work = args.work_dir.resolve()
+    out = args.out if args.out != RESULTS / "corpus.json" else RESULTS / "corpus-scale.json"
+    (work / "runs").mkdir(parents=True, exist_ok=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    results = {"machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                           "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
+               "workers": workers, "num_shards": 8, "sizes": []}
+    for gigabytes in args.scale_gb:
+        print(f"[{gigabytes:g} GB] building/reusing the synthetic input ...", file=sys.stderr)
+        folder = build_large_input(work, SyntheticSpec(target_mb=gigabytes * 1000, files=8))
+        files = sorted((folder / "docs").glob("*.jsonl"))
+        documents, size = input_size(files)
+        print(f"[{gigabytes:g} GB] ours, {workers} worker(s), {documents:,} documents ...", file=sys.stderr)
+        output = work / "runs" / f"ours-scale-{gigabytes:g}gb-w{workers}"
+        run = run_ours(folder / "docs", output, workers, 8, work / "logs")
+        run.update(throughput(run, documents, size))
+        run.update(evaluate_ours(output, files, json.loads((folder / "planted.json").read_text())))
+        results["sizes"].append({"target_gb": gigabytes, "documents": documents, "mb": round(size / MB, 1), **run})
+        if not args.keep_outputs:
+            shutil.rmtree(output, ignore_errors=True)
+        if args.delete_inputs and gigabytes >= 1:
+            shutil.rmtree(folder, ignore_errors=True)
+        _write_json(out, results)
+    sizes = results["sizes"]
+    if len(sizes) >= 2:
+        x = np.array([entry["mb"] / 1000 for entry in sizes])
+        y = np.array([entry["peak_rss_tree_mb"] / 1000 for entry in sizes])
+        slope, intercept = np.polyfit(x, y, 1)
+        results["rss_slope_gb_per_input_gb"] = round(float(slope), 3)
+        results["rss_intercept_gb"] = round(float(intercept), 3)
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    _write_json(out, results)
+    header = (f"{'input GB':>8} {'docs':>10} {'sec':>7} {'docs/s':>7} {'MB/s':>5} {'MB/cpu-s':>8} {'peak RSS GB':>11} "
+              f"{'recall':>6} {'prec':>6} {'other':>5}")
+    print("\n" + header + "\n" + "-" * len(header))
+    for entry in sizes:
+        print(f"{entry['mb'] / 1000:>8.2f} {entry['documents']:>10,} {entry['seconds']:>7.1f} {entry['docs_per_s']:>7,.0f} "
+              f"{entry['mb_per_s']:>5.2f} {entry['mb_per_cpu_s']:>8.2f} {entry['peak_rss_tree_mb'] / 1000:>11.2f} "
+              f"{entry['recall']['recall']!s:>6} {entry['precision']['precision']!s:>6} {entry['other_load_cores']:>5.2f}")
+    if "rss_slope_gb_per_input_gb" in results:
+        print(f"peak RSS ≈ {results['rss_intercept_gb']:.2f} GB + {results['rss_slope_gb_per_input_gb']:.3f} × input GB "
+              f"(least squares over {len(sizes)} sizes); {workers} workers, 8 shards, process tree polled every 0.2 s")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _write_json(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 def print_table(results: dict) -> None:

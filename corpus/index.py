@@ -38,12 +38,10 @@ def index_name(shard_file_name: str) -> str:
     return shard_file_name.removesuffix(".jsonl.zst") + ".parquet"
 
 
-def encode_index(rows: Sequence[tuple[str, str, np.ndarray | None, bytes | None]]) -> bytes:
-    """Parquet bytes of (id, text_sha256, band hashes or None, signature bytes or None) rows."""
+def _index_table(rows: Sequence[tuple[str, str, np.ndarray | None, bytes | None]]):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pa.table(
+    return pa.table(
         {
             "id": pa.array([row[0] for row in rows], pa.string()),
             "text_sha256": pa.array([row[1] for row in rows], pa.string()),
@@ -51,9 +49,63 @@ def encode_index(rows: Sequence[tuple[str, str, np.ndarray | None, bytes | None]
             "signature": pa.array([row[3] for row in rows], pa.binary()),
         }
     )
+
+
+def encode_index(rows: Sequence[tuple[str, str, np.ndarray | None, bytes | None]]) -> bytes:
+    """Parquet bytes of (id, text_sha256, band hashes or None, signature bytes or None) rows."""
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(_index_table(rows), sink, compression="zstd")
     return sink.getvalue()
+
+
+class IndexWriter:
+    """One index file written row group by row group (memory: one group), from (id, key, signature).
+
+    Band hashes are computed here from the signature (uint32 bytes); an empty signature (near
+    dedup off) gives null bands and signature. Fixed group sizes keep the bytes identical between runs.
+    """
+
+    GROUP_ROWS = 8192
+
+    def __init__(self, sink, bands: int, rows_per_band: int):
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(sink, _index_table([]).schema, compression="zstd")
+        self._bands, self._rows_per_band = bands, rows_per_band
+        self._pending: list[tuple[str, str, bytes]] = []
+        self.rows = 0
+
+    def add(self, doc_id: str, key: str, signature: bytes) -> None:
+        self._pending.append((doc_id, key, signature))
+        self.rows += 1
+        if len(self._pending) >= self.GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        from corpus.minhash import band_hashes
+
+        if not self._pending:
+            return
+        signed = [row for row in self._pending if row[2]]
+        bands = {}
+        if signed:
+            matrix = np.stack([np.frombuffer(row[2], dtype=np.uint32) for row in signed])
+            bands = dict(zip(range(len(signed)), band_hashes(matrix, self._bands, self._rows_per_band)))
+        rows, signed_at = [], 0
+        for doc_id, key, signature in self._pending:
+            if signature:
+                rows.append((doc_id, key, bands[signed_at], signature))
+                signed_at += 1
+            else:
+                rows.append((doc_id, key, None, None))
+        self._writer.write_table(_index_table(rows))
+        self._pending = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
 
 
 def read_index(stream) -> Iterator[tuple[str, str, list[int] | None, bytes | None]]:

@@ -35,7 +35,9 @@ from corpus.encodings import ENCODINGS
 from corpus.index import tag_previous
 from corpus.records import HF_PREFIX, SUPPORTED_TYPES, input_format, is_hf_dataset_dir
 from pipelines import corpus_steps as steps
+from pipelines import spill_steps as spill
 from pipelines.clustering import JOB_ERROR_MARKER
+from pipelines.near_dedup import NearDedup
 from pipelines.runner import (
     UsageError,
     is_local,
@@ -160,7 +162,10 @@ def build_pipeline(
 
     `previous`: index files of earlier outputs to deduplicate against.
     """
-    specs = [(kind, name) for kind, name, _ in inputs]
+    # Fewer inputs than ~4 per worker: each is read by several workers, each emitting every
+    # parts-th record, so the cleaning spreads over workers without shuffling any text.
+    parts = max(1, math.ceil(2 * parallelism / len(inputs))) if len(inputs) < 4 * parallelism else 1
+    specs = [(kind, name, part, parts) for kind, name, _ in inputs for part in range(parts)]
     read = (
         pipeline
         | "Inputs" >> beam.Create(specs)
@@ -169,46 +174,56 @@ def build_pipeline(
             steps.ReadInputFn.REJECTED, steps.ReadInputFn.FILES, main="docs"
         )
     )
-    docs = read.docs
-    if len(inputs) < 4 * parallelism:
-        # Few input files: without a reshuffle each file's documents would all be cleaned by the
-        # worker that read it. With many files that extra shuffle of every document costs ~13%.
-        docs = docs | "SpreadDocs" >> beam.Reshuffle()
-    cleaned = docs | "Clean" >> beam.ParDo(steps.CleanFn(config.quality, config.scrub_pii)).with_outputs(
+    cleaned = read.docs | "Clean" >> beam.ParDo(steps.CleanFn(config.quality, config.scrub_pii)).with_outputs(
         steps.CleanFn.DROPPED, steps.CleanFn.PII, main="docs"
     )
     outcomes = [read[steps.ReadInputFn.REJECTED], cleaned[steps.CleanFn.DROPPED]]
-    docs = cleaned.docs
+    input_bytes = sum(size for _, _, size in inputs)
+    # Key-space partitions of the dedup shuffles: one per 64 MB of input, so no step holds all keys.
+    partitions = max(1, math.ceil(input_bytes / (64 * MIB)))
+    exact_on = config.exact_dedup or bool(previous)
+    # The text stops here: documents go to per-shard runs on disk; only keys, ids and file names go on.
+    spilled = (
+        cleaned.docs
+        | "BatchClean" >> beam.BatchElements(min_batch_size=2000, max_batch_size=2000)
+        | "Spill" >> beam.ParDo(spill.SpillFn(FileSystems.join(staging, spill.SPILL_FOLDER), num_shards,
+                                              config.minhash if config.near_dedup else None,
+                                              partitions if exact_on else 0)).with_outputs(spill.SpillFn.EXACT, main="runs")
+    )
+    runs = spilled.runs
     previous_rows = previous_exact = previous_near = None
     if previous:
         previous_rows = (pipeline | "PreviousIndex" >> beam.Create(list(previous))
                          | "ReadPreviousIndex" >> beam.FlatMap(steps.read_index_file))
-        previous_exact = previous_rows | "PreviousTexts" >> beam.Map(lambda row: (row[1], row[0]))
+        previous_exact = previous_rows | "PreviousTexts" >> beam.Map(lambda row: (row[0], row[1]))
         previous_near = (previous_rows | "PreviousSigned" >> beam.Filter(lambda row: row[3] is not None)
                          | "TagPrevious" >> beam.Map(lambda row: (tag_previous(row[0]), row[2], row[3])))
-    if config.exact_dedup or previous:
-        exact = docs | "ExactDedup" >> steps.ExactDedup(previous_exact, within=config.exact_dedup)
-        docs = exact.kept
-        outcomes.append(exact.dropped)
-    input_bytes = sum(size for _, _, size in inputs)
+    if exact_on:
+        exact = spilled[spill.SpillFn.EXACT] | "ExactDedup" >> spill.ExactDedup(partitions, previous_exact,
+                                                                                within=config.exact_dedup)
+    else:
+        exact = pipeline | "NoExactDuplicates" >> beam.Create([])
+    drops = [exact]
     if config.near_dedup:
-        partitions = max(1, math.ceil(input_bytes / (64 * MIB)))
         # A document takes at least two bytes (a character and a line end); a hub dataset's size is unknown.
         max_documents = input_bytes // 2 if input_bytes else 1 << 40
-        drop, signatures = docs | "NearDedup" >> steps.NearDedup(config.minhash, partitions, rounds_for(max_documents),
-                                                                 previous_near)
-    else:
-        drop = pipeline | "NoNearDuplicates" >> beam.Create([])
-        signatures = pipeline | "NoSignatures" >> beam.Create([])
-    written = (docs, drop, signatures) | "Shards" >> steps.WriteShards(
-        staging, "shards", num_shards, config.zstd_level, index_bands=(config.minhash.bands, config.minhash.rows))
+        # Each band's candidates in hash ranges of about 4 GB of input (a step holds 1/ranges of a band).
+        ranges = max(1, math.ceil(input_bytes / (4 << 30)))
+        drops.append((runs, exact) | "NearDedup" >> NearDedup(config.minhash, ranges, rounds_for(max_documents), num_shards,
+                                                             FileSystems.join(staging, spill.SPILL_FOLDER), previous_near))
+    all_drops = tuple(drops) | "AllDrops" >> beam.Flatten()
+    row_bytes = 4 * config.minhash.num_perm if config.near_dedup else 0
+    written = (runs, all_drops) | "Shards" >> spill.WriteShardsFromRuns(
+        staging, num_shards, config.zstd_level, row_bytes, (config.minhash.bands, config.minhash.rows))
     outcomes.append(written.dropped)
 
     all_outcomes = tuple(outcomes) | "AllOutcomes" >> beam.Flatten()
-    no_drops = pipeline | "NothingToDrop" >> beam.Create([])
     rejected_files = (
-        (all_outcomes | "OutcomeRecords" >> beam.Map(lambda outcome: outcome[2]), no_drops)
-        | "Rejected" >> steps.WriteShards(staging, "rejected", config.rejected_shards, config.zstd_level, key=steps.record_key)
+        all_outcomes
+        | "OutcomeRecords" >> beam.Map(lambda outcome: outcome[2])
+        | "SpillRejected" >> beam.ParDo(spill.SpillRecordsFn(FileSystems.join(staging, spill.SPILL_FOLDER, "rejected"),
+                                                             config.rejected_shards, steps.record_key))
+        | "Rejected" >> spill.WriteShardsFromRuns(staging, config.rejected_shards, config.zstd_level, 0, None, "rejected")
     )
     outcome_counts = (
         all_outcomes
@@ -234,7 +249,7 @@ def build_pipeline(
             read_docs=beam.pvalue.AsSingleton(read_docs),
             read_rejects=beam.pvalue.AsSingleton(read_rejects),
             file_reports=beam.pvalue.AsList(file_reports),
-            index_entries=beam.pvalue.AsList(written[steps.WriteShardFn.INDEX]),
+            index_entries=beam.pvalue.AsList(written[spill.WriteShardFromRunsFn.INDEX]),
         )
     )
 
@@ -307,6 +322,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             with beam.Pipeline(options=options) as pipeline:
                 build_pipeline(pipeline, inputs, config, staging, num_shards, args.skip_bad_files, run_info,
                                parallelism_hint(options), previous)
+        spill.remove_spill(staging)
         promote(staging, output, args.overwrite)
         if log_path:
             os.remove(log_path)

@@ -13,21 +13,15 @@ from __future__ import annotations
 import json
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corpus.clean import clean_document, text_key
+from corpus.clean import clean_document
 from corpus.encodings import MOSTLY_UNDECODABLE
-from corpus.index import INDEX_FOLDER, encode_index, index_name, read_index
 from corpus.filters import QualityConfig
-from corpus.minhash import (
-    band_hashes,
-)
+from corpus.index import read_index
 from corpus.records import BadFile, ReadOptions, read_input
-from corpus.shards import encode_shard, shard_entry, shard_name, shard_of
-from pipelines.near_dedup import NearDedup  # noqa: F401  (wired by pipelines/corpus.py as steps.NearDedup)
 
 BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
@@ -44,6 +38,10 @@ class ReadInputFn(beam.DoFn):
     An input is ("file", path) for anything Beam's FileSystems can open, or ("dataset", spec) for
     a Hugging Face dataset (a save_to_disk directory or `hf:NAME[:CONFIG][:SPLIT]`). Each text or
     JSONL file also yields (path, report) to FILES: the encoding used and the undecodable lines.
+
+    A spec may add (part, parts): the input is read whole but only every parts-th record from
+    `part` on is emitted (and the file report and a bad-file record only by part 0). With fewer
+    inputs than workers this spreads the cleaning over workers without shuffling any text.
     """
 
     REJECTED = "rejected"
@@ -53,23 +51,27 @@ class ReadInputFn(beam.DoFn):
         self.options = options
         self.skip_bad_files = skip_bad_files
 
-    def process(self, spec: tuple[str, str]):
-        kind, name = spec
+    def process(self, spec: tuple):
+        kind, name, part, parts = spec if len(spec) == 4 else (*spec, 0, 1)
         read = 0
         try:
             if kind == "dataset":
                 for kind_record in read_input(name, None, self.options):
+                    if read % parts == part:
+                        yield self._emit(kind_record)
                     read += 1
-                    yield self._emit(kind_record)
                 return
             report: dict = {}
             with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
                 for kind_record in read_input(name, stream, self.options, report):
+                    if read % parts == part:
+                        yield self._emit(kind_record)
                     read += 1
-                    yield self._emit(kind_record)
-            if report:
+            if report and part == 0:
                 yield beam.pvalue.TaggedOutput(self.FILES, (name, report))
         except BadFile as exc:
+            if part != 0:
+                return  # part 0 reports (or raises) it
             if not self.skip_bad_files:
                 # Beam wraps worker errors in long tracebacks; main() finds this marker and prints one line.
                 raise RuntimeError(f"{BAD_FILE_MARKER}{exc}") from None
@@ -109,120 +111,6 @@ class CleanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", reason, {**cleaned, "reason": reason}))
 
 
-def _keep_smallest_id(item):
-    """(text key, docs) → the smallest id's doc, and the others as dropped exact duplicates."""
-    _, docs = item
-    docs = sorted(docs, key=lambda doc: doc["id"])
-    yield docs[0]
-    for doc in docs[1:]:
-        _count("dropped.exact_duplicate")
-        record = {"id": doc["id"], "source": doc["source"], "reason": "exact_duplicate", "duplicate_of": docs[0]["id"]}
-        yield beam.pvalue.TaggedOutput("dropped", ("dropped", "exact_duplicate", record))
-
-
-def _keep_new(item, within: bool):
-    """(text key, {docs, previous ids}) → as `_keep_smallest_id` (or all docs when not `within`),
-    unless an earlier output holds the text."""
-    key, grouped = item
-    docs, previous = list(grouped["docs"]), list(grouped["previous"])
-    if not docs:
-        return
-    if not previous:
-        yield from _keep_smallest_id((key, docs)) if within else docs
-        return
-    earlier = min(previous)
-    for doc in docs:
-        _count("dropped.exact_duplicate_of_previous")
-        record = {"id": doc["id"], "source": doc["source"], "reason": "exact_duplicate_of_previous", "duplicate_of": earlier}
-        yield beam.pvalue.TaggedOutput("dropped", ("dropped", "exact_duplicate_of_previous", record))
-
-
-class ExactDedup(beam.PTransform):
-    """Documents with identical normalized text keep only the smallest id; with `previous`
-    ((text_sha256, id) of earlier outputs), a text an earlier output holds is dropped entirely."""
-
-    def __init__(self, previous=None, within: bool = True):
-        super().__init__()
-        self.previous, self.within = previous, within
-
-    def expand(self, docs):
-        keyed = docs | "KeyByText" >> beam.Map(lambda doc: (text_key(doc["text"]), doc))
-        if self.previous is None:
-            return (
-                keyed
-                | "GroupByText" >> beam.GroupByKey()
-                | "KeepSmallestId" >> beam.FlatMap(_keep_smallest_id).with_outputs("dropped", main="kept")
-            )
-        return (
-            {"docs": keyed, "previous": self.previous}
-            | "GroupByTextAndPrevious" >> beam.CoGroupByKey()
-            | "KeepNew" >> beam.FlatMap(_keep_new, within=self.within).with_outputs("dropped", main="kept")
-        )
-
-
-class WriteShardFn(beam.DoFn):
-    """(shard index, {docs, drop}) → the sorted shard file, and a manifest entry for it.
-
-    Near duplicates are removed here, where the documents of one shard meet the ids to drop that
-    hash to the same shard: one shuffle serves both the removal and the sharding.
-    """
-
-    DROPPED = "dropped"
-    INDEX = "index"
-
-    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key, index_bands: tuple[int, int] | None):
-        self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
-        self.index_bands = index_bands
-
-    def process(self, item):
-        index, grouped = item
-        drop: dict[str, tuple[str, str]] = {}
-        for doc_id, (of, reason) in grouped["drop"]:
-            if doc_id not in drop or reason.endswith("_of_previous"):  # an earlier output's copy wins
-                drop[doc_id] = (of, reason)
-        kept = []
-        for doc in grouped["docs"]:
-            if drop and doc.get("id") in drop:
-                of, reason = drop[doc["id"]]
-                _count(f"dropped.{reason}")
-                record = {"id": doc["id"], "source": doc["source"], "reason": reason, "duplicate_of": of}
-                yield beam.pvalue.TaggedOutput(self.DROPPED, ("dropped", reason, record))
-            else:
-                kept.append(doc)
-        kept.sort(key=self.key)
-        yield write_records(self.staging_dir, self.folder, index, self.count, kept, self.level)
-        if self.index_bands is not None:
-            entry = write_index(self.staging_dir, index, self.count, kept, dict(grouped["signatures"]), self.index_bands)
-            yield beam.pvalue.TaggedOutput(self.INDEX, entry)
-
-
-def write_records(staging_dir: str, folder: str, index: int, count: int, records: list[dict], level: int) -> dict:
-    name = shard_name(index, count)
-    data = encode_shard(records, level)
-    # UNCOMPRESSED: Beam would otherwise zstd-compress the already compressed bytes again (.zst).
-    path = FileSystems.join(staging_dir, folder, name)
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(data)
-    return shard_entry(f"{folder}/{name}", len(records), data)
-
-
-def write_index(staging_dir: str, index: int, count: int, kept: list[dict], signatures: dict, bands_rows) -> dict:
-    """`index/part-*.parquet` of one shard: id, text hash, band hashes and signature of every kept doc."""
-    bands, rows_per_band = bands_rows
-    signed = [doc["id"] for doc in kept if doc["id"] in signatures]
-    band_of = {}
-    if signed:
-        matrix = np.stack([np.frombuffer(signatures[doc_id], dtype=np.uint32) for doc_id in signed])
-        band_of = dict(zip(signed, band_hashes(matrix, bands, rows_per_band)))
-    rows = [(doc["id"], text_key(doc["text"]), band_of.get(doc["id"]), signatures.get(doc["id"])) for doc in kept]
-    data = encode_index(rows)
-    name = index_name(shard_name(index, count))
-    with FileSystems.create(FileSystems.join(staging_dir, INDEX_FOLDER, name),
-                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(data)
-    return shard_entry(f"{INDEX_FOLDER}/{name}", len(rows), data)
-
-
 def read_index_file(path: str):
     """Rows of one earlier output's index file (read whole: Parquet needs to seek)."""
     import io
@@ -232,44 +120,9 @@ def read_index_file(path: str):
     yield from read_index(io.BytesIO(data))
 
 
-def document_id(doc: dict) -> str:
-    return doc["id"]
-
-
 def record_key(record: dict) -> str:
     """Sort and shard key of a rejected record: its id, or file and line when it has none."""
     return record.get("id") or f"{record.get('file')}:{record.get('line') or 0:010d}"
-
-
-class WriteShards(beam.PTransform):
-    """Documents (and ids to drop) → `folder/part-NNNNN-of-MMMMM.jsonl.zst`, sorted by id."""
-
-    def __init__(self, staging_dir: str, folder: str, count: int, level: int, key=document_id, index_bands=None):
-        super().__init__()
-        self.staging_dir, self.folder, self.count, self.level, self.key = staging_dir, folder, count, level, key
-        self.index_bands = index_bands  # (bands, rows): also write index/ from the third input's signatures
-
-    def expand(self, pcolls):
-        docs, drop, signatures = pcolls if len(pcolls) == 3 else (*pcolls, None)
-        count, key = self.count, self.key
-        # Every shard index takes part, so empty shards are written too and the set is complete.
-        indices = docs.pipeline | f"{self.folder}Indices" >> beam.Create([(i, None) for i in range(count)])
-        grouped = {
-            "index": indices,
-            "docs": docs | f"{self.folder}KeyDocs" >> beam.Map(lambda doc: (shard_of(key(doc), count), doc)),
-            "drop": drop | f"{self.folder}KeyDrop" >> beam.Map(lambda pair: (shard_of(pair[0], count), pair)),
-        }
-        if signatures is not None:
-            grouped["signatures"] = signatures | f"{self.folder}KeySignatures" >> beam.Map(
-                lambda pair: (shard_of(pair[0], count), pair))
-        return (
-            grouped
-            | f"{self.folder}Group" >> beam.CoGroupByKey()
-            | f"{self.folder}Write"
-            >> beam.ParDo(WriteShardFn(self.staging_dir, self.folder, count, self.level, key, self.index_bands)).with_outputs(
-                WriteShardFn.DROPPED, WriteShardFn.INDEX, main="entries"
-            )
-        )
 
 
 def undecodable_files(file_reports: list[tuple[str, dict]]) -> list[dict]:

@@ -86,6 +86,12 @@ def test_shards_are_sorted_stable_and_match_the_manifest(ko_train):
     assert total == manifest["documents"] == json.loads((ko_train / "stats.json").read_text())["kept"]
 
 
+def test_output_holds_only_the_published_files(ko_train):
+    """The job's sorted runs (`_spill/`, the documents on disk between shuffles) are never published."""
+    assert sorted(path.name for path in ko_train.iterdir()) == ["index", "manifest.json", "rejected", "shards", "stats.json"]
+    assert not list(ko_train.parent.glob("*.tmp-*"))
+
+
 def test_rerun_with_another_worker_count_gives_identical_shards(ko_train, shared_data, tmp_path):
     output = tmp_path / "again"
     assert run_corpus("--input", shared_data / "ko-train", "--output", output, "--num-shards", 4, "--direct_num_workers=1") == 0
