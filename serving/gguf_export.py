@@ -155,7 +155,7 @@ def export(model: str | Path, output: str | Path, outtype: str = "f16", llama_cp
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
-    pre = [line.split("pre-tokenizer declared as ", 1)[1].split(",")[0] for line in result.stderr.splitlines()
+    pre = [line.split("pre-tokenizer declared as ", 1)[1].split(",")[0].strip("'\"") for line in result.stderr.splitlines()
            if "pre-tokenizer declared as " in line]
     return {"model": str(model), "output": str(output), "outtype": outtype, "converter": str(script),
             "pre_tokenizer_declared_as_base": pre[0] if pre else None,
