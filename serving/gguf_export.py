@@ -8,7 +8,8 @@ The converter is `convert_hf_to_gguf.py` of the llama.cpp release vendored in th
 sdist pinned below, fetched once with pip and cached (`$KOCPT_CACHE`, default ~/.cache/kocpt);
 `--llama-cpp DIR` uses your own llama.cpp checkout instead. Nothing of the conversion is ours. Before
 the file is renamed into place its vocabulary is read back (gguf-py) and compared with the model's
-`tokenizer.model`; with `llama-cpp-python` installed (`pip install 'kocpt[gguf]'`) llama.cpp itself then
+`tokenizer.model` (or, for a byte-level BPE model such as SmolLM2 with Korean merges, its tokenizer.json);
+the converter runs through `serving/gguf_pre_tokenizer.py`, which keeps the base's pre-tokenizer name; with `llama-cpp-python` installed (`pip install 'kocpt[gguf]'`) llama.cpp itself then
 checks token ids and log-probabilities against the Hugging Face model (`serving/gguf_check.py`).
 """
 
@@ -168,7 +169,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                      description="Turn a Hugging Face Llama directory into a GGUF file with llama.cpp's "
                                      "own convert_hf_to_gguf.py, then check it with llama.cpp when llama-cpp-python is "
                                      "installed.", epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model)")
+    parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model or a byte-level tokenizer.json)")
     parser.add_argument("--output", required=True, metavar="FILE.gguf", help="GGUF file to write")
     parser.add_argument("--outtype", choices=OUTTYPES, default="f16", help="tensor type (default: %(default)s)")
     parser.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout (default: the pinned release, cached)")

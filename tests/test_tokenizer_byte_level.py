@@ -122,3 +122,23 @@ def test_resize_fvt_through_the_byte_level_base_with_tied_embeddings(smol, merge
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=3, do_sample=False)
     assert "Paris" in AutoTokenizer.from_pretrained(tok_dir).decode(out[0])
+
+
+def test_korean_token_rule_and_train_refusals(tmp_path, capsys):
+    from tokenizer.bpe_merge import _byte_alphabet
+
+    spell = dict(enumerate(_byte_alphabet()))
+
+    def token(text: str | bytes) -> str:
+        return "".join(spell[b] for b in (text.encode() if isinstance(text, str) else text))
+
+    assert is_korean_token(token(" 한국")) and is_korean_token(token("한".encode()[:2]))
+    assert is_korean_token(token("ㅋㅋ"))
+    # Continuation bytes alone, or a lead byte alone, also occur in other scripts: not Korean.
+    assert not is_korean_token(token("한".encode()[1:])) and not is_korean_token(token(b"\xed"))
+    assert not is_korean_token(token(" the")) and not is_korean_token(token("日本"))
+    for argv, needle in [(["--base", str(tmp_path / "none")], "not found"),
+                         (["--base", str(Path(__file__))], "neither a byte-level BPE")]:
+        assert train_cmd.main(["--input", str(KO_TRAIN), "--output", str(tmp_path / "ko"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and needle in err, err

@@ -22,7 +22,7 @@ from tokenizer import BadInput
 
 # Hangul syllables U+AC00..U+D7A3 start with these (lead byte, second byte) pairs in UTF-8.
 _SYLLABLE_PREFIX = re.compile(rb"\xea[\xb0-\xbf]|[\xeb\xec][\x80-\xbf]|\xed[\x80-\x9e]")
-_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]")
+HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]")
 
 
 def byte_level_json(path: str | Path) -> Path | None:
@@ -68,7 +68,7 @@ _CHAR_TO_BYTE = {ch: i for i, ch in enumerate(_byte_alphabet())}
 def is_korean_token(token: str) -> bool:
     """Text containing this token's bytes contains Hangul."""
     raw = _bytes_of(token)
-    return bool(_SYLLABLE_PREFIX.search(raw) or _HANGUL.search(raw.decode("utf-8", "ignore")))
+    return bool(_SYLLABLE_PREFIX.search(raw) or HANGUL.search(raw.decode("utf-8", "ignore")))
 
 
 def has_digit(token: str) -> bool:

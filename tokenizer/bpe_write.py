@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tokenizer import BadInput
-from tokenizer.bpe_merge import _HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
+from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
 from tokenizer.report import PROBES, read_lines, stdlib_code_lines
 
 _NOT_COPIED = {"tokenizer.json", "report.json"}
@@ -124,7 +124,7 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
     if code:
         texts["python-stdlib"] = code
     # The identity promise is for text without Hangul; the Korean probes are checked for round trips below.
-    texts["edge strings"] = [p for p in PROBES if p and not _HANGUL.search(p)]
+    texts["edge strings"] = [p for p in PROBES if p and not HANGUL.search(p)]
     output = Path(config.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
