@@ -8,7 +8,8 @@ Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). With `--b
 (SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) it instead learns a BPE with Hugging Face
 `tokenizers` under that base's own pre-tokenizer and byte alphabet and writes PREFIX.json, for
 `tokenizer/merge.py --base BASE --add PREFIX.json` (see tokenizer/bpe_merge.py). About a third of its
-tokens are dropped by the merge (present in the base, not Hangul, or built on those): train 24000 for 16K added. The trainer settings that
+tokens are dropped by the merge (present in the base, not Hangul, or built on those): train 24000 for
+16K added. The SentencePiece trainer settings that
 matter for a merge into Llama-2 are fixed to Llama's: BPE, identity normalization (NFC is the corpus
 stage's job; an NFKC normalizer would make pieces that never match Llama's unnormalized input),
 byte_fallback, split_digits, whitespace-only pieces, no extra-whitespace removal, 16-char pieces.
@@ -194,7 +195,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "(PREFIX.json with a byte-level --base)")
     parser.add_argument("--base", metavar="BASE", help="the tokenizer to be extended; when it is a byte-level BPE "
                         "(tokenizer.json or an HF directory holding one, e.g. SmolLM2, Llama-3), learn merges under its "
-                        "pre-tokenizer and write PREFIX.json; a SentencePiece base changes nothing")
+                        "pre-tokenizer and write PREFIX.json; a SentencePiece base changes nothing (default: tokenizer.base)")
     add_config_arguments(parser)
     defaults = TokenizerConfig()
     parser.add_argument("--vocab-size", type=int, help="pieces in the model, incl. 3 special and 256 byte pieces "
@@ -223,14 +224,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """The `tokenizer:` section (file, then --set), then the explicit flags."""
     section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={
         "vocab_size": args.vocab_size, "model_type": args.model_type, "character_coverage": args.character_coverage,
-        "sample_size": args.sample_size, "seed": args.seed,
+        "sample_size": args.sample_size, "seed": args.seed, "base": args.base,
     })
     return TrainConfig(
         inputs=args.input, output=args.output, vocab_size=section.vocab_size, model_type=section.model_type,
         character_coverage=section.character_coverage, sample_size=section.sample_size, seed=section.seed,
         max_sentence_length=args.max_sentence_length, max_piece_length=args.max_piece_length,
         dedup=args.dedup, normalization=args.normalization, num_threads=args.num_threads, verbose=args.verbose,
-        base=args.base,
+        base=section.base,
     )
 
 
