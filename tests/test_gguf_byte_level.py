@@ -44,7 +44,7 @@ def gguf_pre(path: Path) -> str:
 @pytest.fixture(scope="module")
 def expanded(tmp_path_factory) -> Path:
     root, smol = tmp_path_factory.mktemp("gguf-bpe"), smollm2_hf_dir()
-    assert train_cmd.main(["--input", str(KO_TRAIN), "--vocab-size", "6000", "--output", str(root / "ko"),
+    assert train_cmd.main(["--input", str(KO_TRAIN), "--vocab-size", "3000", "--output", str(root / "ko"),
                            "--base", str(smol), "--sample-size", "20000"]) == 0
     assert merge_cmd.main(["--base", str(smol), "--add", str(root / "ko.json"), "--output", str(root / "tok"),
                            "--eval-code-files", "0", "--eval-max-lines", "50", "--no-plot"]) == 0

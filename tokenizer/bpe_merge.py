@@ -1,6 +1,7 @@
 """Korean merges for byte-level BPE bases (SmolLM2, Llama-3, Qwen2.5): a Hugging Face `tokenizer.json`.
 
-Training: a fresh BPE is learned with Hugging Face `tokenizers` under the base's own normalizer,
+Training (`--bpe-method fresh`; the default continues from the base's merges, tokenizer/bpe_continue.py):
+a fresh BPE is learned with Hugging Face `tokenizers` under the base's own normalizer,
 pre-tokenizer and 256-symbol byte alphabet, so its tokens are spelled the way the base spells text.
 
 Merging (safe): the learned merges are taken in their order and kept when their result is absent from
@@ -132,14 +133,17 @@ def merge_byte_level(base_spec: dict, learned: list[tuple[str, str]], max_added:
     model = spec["model"]
     vocab: dict[str, int] = model["vocab"]
     as_lists = bool(model["merges"]) and not isinstance(model["merges"][0], str)
-    stats = BpeMergeStats(base_vocab=len(vocab), base_merges=len(model["merges"]), learned_merges=len(learned))
     base_pairs = {_merge_pair(m) for m in model["merges"]}
+    stats = BpeMergeStats(base_vocab=len(vocab), base_merges=len(model["merges"]),
+                          learned_merges=sum(pair not in base_pairs for pair in learned))
     known = set(vocab)
     kept: list[tuple[str, str]] = []
     for left, right in learned:
         token = left + right
+        if (left, right) in base_pairs:
+            continue  # a continued PREFIX.json holds the base's own merges first
         if token in known:
-            stats.skipped_already_present += (left, right) not in base_pairs or token in vocab
+            stats.skipped_already_present += 1
             continue
         if not is_korean_token(token):
             stats.skipped_not_script += 1
