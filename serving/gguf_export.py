@@ -8,7 +8,8 @@ The converter is `convert_hf_to_gguf.py` of the llama.cpp release vendored in th
 sdist pinned below, fetched once with pip and cached (`$KOCPT_CACHE`, default ~/.cache/kocpt);
 `--llama-cpp DIR` uses your own llama.cpp checkout instead. Nothing of the conversion is ours. Before
 the file is renamed into place its vocabulary is read back (gguf-py) and compared with the model's
-`tokenizer.model`; with `llama-cpp-python` installed (`pip install 'kocpt[gguf]'`) llama.cpp itself then
+`tokenizer.model` (or, for a byte-level BPE model such as SmolLM2 with Korean merges, its tokenizer.json);
+the converter runs through `serving/gguf_pre_tokenizer.py`, which keeps the base's pre-tokenizer name; with `llama-cpp-python` installed (`pip install 'kocpt[gguf]'`) llama.cpp itself then
 checks token ids and log-probabilities against the Hugging Face model (`serving/gguf_check.py`).
 """
 
@@ -85,15 +86,30 @@ def check_model(model: Path) -> tuple[int, list[str]]:
     config = json.loads(config_file.read_text())
     if config.get("model_type") != "llama":
         raise BadInput(f"{model}: model_type {config.get('model_type')!r}; this export handles Llama models")
-    if not (model / "tokenizer.model").is_file():
-        raise BadInput(f"{model}: no tokenizer.model (llama.cpp's converter reads the SentencePiece model)")
-    pieces = [p.piece for p in load_model(model / "tokenizer.model").pieces]
+    if (model / "tokenizer.model").is_file():
+        pieces, what = [p.piece for p in load_model(model / "tokenizer.model").pieces], "tokenizer.model"
+    elif (model / "tokenizer.json").is_file():
+        pieces, what = byte_level_tokens(model / "tokenizer.json"), "tokenizer.json"
+    else:
+        raise BadInput(f"{model}: no tokenizer.model or tokenizer.json for llama.cpp's converter to read")
     rows = int(config.get("vocab_size", 0))
     if rows != len(pieces):
-        raise BadInput(f"{model}: {rows:,} vocabulary rows but tokenizer.model has {len(pieces):,} pieces; the converter "
+        raise BadInput(f"{model}: {rows:,} vocabulary rows but {what} has {len(pieces):,} ids; the converter "
                        "would turn the difference into [PAD] tokens llama.cpp can generate (export a model whose rows "
                        "equal its pieces: `kocpt checkpoints convert --to hf` drops Megatron's padding)")
     return rows, pieces
+
+
+def byte_level_tokens(path: Path) -> list[str]:
+    """A tokenizer.json's tokens by id (model vocabulary and added tokens); a gap would become a [PAD] token."""
+    from tokenizers import Tokenizer
+
+    try:
+        vocab = Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+    except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+        raise BadInput(f"{path}: not a readable tokenizer.json ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    by_id = {i: t for t, i in vocab.items()}
+    return [by_id.get(i, f"[PAD{i}]") for i in range(1 + max(by_id))]
 
 
 def gguf_vocabulary(path: Path, gguf_py: Path) -> list[str]:
@@ -122,23 +138,28 @@ def export(model: str | Path, output: str | Path, outtype: str = "f16", llama_cp
     tmp = Path(tmp_name)
     try:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(gguf_py), os.environ.get("PYTHONPATH", "")])}
-        result = subprocess.run([sys.executable, str(script), str(model), "--outfile", str(tmp), "--outtype", outtype],
-                                capture_output=True, text=True, env=env)
+        # Through serving/gguf_pre_tokenizer.py: a byte-level tokenizer keeps its base's pre-tokenizer name.
+        wrapper = Path(__file__).with_name("gguf_pre_tokenizer.py")
+        result = subprocess.run([sys.executable, str(wrapper), str(script), str(model), "--outfile", str(tmp),
+                                 "--outtype", outtype], capture_output=True, text=True, env=env)
         if result.returncode != 0:
             lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no output"]
             raise BadInput(f"llama.cpp's converter failed on {model}: {lines[-1]}")
         tokens = gguf_vocabulary(tmp, gguf_py)
         if tokens != pieces:
             first = next((i for i, (a, b) in enumerate(zip(tokens, pieces)) if a != b), min(len(tokens), len(pieces)))
-            raise BadInput(f"{output}: the GGUF vocabulary ({len(tokens):,} tokens) differs from tokenizer.model "
-                           f"({len(pieces):,} pieces) at id {first}")
+            raise BadInput(f"{output}: the GGUF vocabulary ({len(tokens):,} tokens) differs from the model's tokenizer "
+                           f"({len(pieces):,} ids) at id {first}")
         mask = os.umask(0)
         os.umask(mask)
         tmp.chmod(0o666 & ~mask)  # mkstemp's 0600 would make the GGUF private to the exporting user
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
+    pre = [line.split("pre-tokenizer declared as ", 1)[1].split(",")[0].strip("'\"") for line in result.stderr.splitlines()
+           if "pre-tokenizer declared as " in line]
     return {"model": str(model), "output": str(output), "outtype": outtype, "converter": str(script),
+            "pre_tokenizer_declared_as_base": pre[0] if pre else None,
             "vocab": len(tokens), "model_rows": rows, "bytes": output.stat().st_size,
             "seconds": round(time.perf_counter() - started, 2)}
 
@@ -148,7 +169,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                      description="Turn a Hugging Face Llama directory into a GGUF file with llama.cpp's "
                                      "own convert_hf_to_gguf.py, then check it with llama.cpp when llama-cpp-python is "
                                      "installed.", epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model)")
+    parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model or a byte-level tokenizer.json)")
     parser.add_argument("--output", required=True, metavar="FILE.gguf", help="GGUF file to write")
     parser.add_argument("--outtype", choices=OUTTYPES, default="f16", help="tensor type (default: %(default)s)")
     parser.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout (default: the pinned release, cached)")
@@ -168,7 +189,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 raise BadInput(f"{path}: file not found")
         report = export(args.model, args.output, args.outtype, args.llama_cpp, args.overwrite)
         print(f"wrote {report['output']} ({report['outtype']}, {report['bytes'] / 2**20:.1f} MiB, "
-              f"{report['vocab']:,} tokens = tokenizer.model) in {report['seconds']:.1f} s", flush=True)
+              f"{report['vocab']:,} tokens = the model's tokenizer) in {report['seconds']:.1f} s", flush=True)
+        if report["pre_tokenizer_declared_as_base"]:
+            print(f"pre-tokenizer: declared as {report['pre_tokenizer_declared_as_base']} (the base's; its checksum "
+                  "changed only through the merges tokenizer/merge.py appended)")
         if not args.check:
             return 0
         from serving.gguf_check import check_gguf, llama_cpp_available, summary_lines

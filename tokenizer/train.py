@@ -4,7 +4,14 @@
     kocpt tokenizer train --input ko-train/*.txt --vocab-size 16000 --output ko16k
     kocpt tokenizer train --input demo-output/corpus --output ko/ko --config configs/demo.yaml
 
-Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). The trainer settings that
+Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). With `--base` a byte-level BPE
+(SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) it instead learns a BPE with Hugging Face
+`tokenizers` under that base's own pre-tokenizer and byte alphabet and writes PREFIX.json, for
+`tokenizer/merge.py --base BASE --add PREFIX.json`. `--bpe-method continue` (default) learns --vocab-size
+Korean merges on top of the base's own segmentation (tokenizer/bpe_continue.py; 0.557 tokens per
+character with 16,000 on SmolLM2); `fresh` trains a new BPE of --vocab-size tokens with `tokenizers`, of
+which the merge keeps about two thirds (tokenizer/bpe_merge.py; 0.637 with 15,715 kept of 24,000).
+The SentencePiece trainer settings that
 matter for a merge into Llama-2 are fixed to Llama's: BPE, identity normalization (NFC is the corpus
 stage's job; an NFKC normalizer would make pieces that never match Llama's unnormalized input),
 byte_fallback, split_digits, whitespace-only pieces, no extra-whitespace removal, 16-char pieces.
@@ -13,6 +20,7 @@ byte_fallback, split_digits, whitespace-only pieces, no extra-whitespace removal
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -27,6 +35,8 @@ from tqdm import tqdm
 
 from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput
+from tokenizer.bpe_continue import continue_merges, continued_tokenizer_json
+from tokenizer.bpe_merge import byte_level_json, train_byte_level
 from tokenizer.config import TokenizerConfig
 from tokenizer.spm_model import load_model, write_bytes_atomic
 from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
@@ -47,6 +57,8 @@ class TrainConfig:
     normalization: str = "identity"
     num_threads: int = 2
     verbose: bool = False
+    base: str | None = None  # a byte-level BPE base: learn merges for it (PREFIX.json), not a SentencePiece model
+    bpe_method: str = "continue"  # byte-level base: continue from its merges, or train a fresh BPE and filter
 
     def validate(self) -> None:
         if self.model_type not in ("bpe", "unigram"):
@@ -95,6 +107,7 @@ def trainer_kwargs(config: TrainConfig) -> dict:
 def train(config: TrainConfig) -> dict:
     """Sample sentences, train, write PREFIX.model/.vocab atomically; return a summary."""
     config.validate()
+    byte_level_base = _byte_level_base(config.base)
     inputs = resolve_inputs(config.inputs)
     started = time.perf_counter()
     texts = tqdm(iter_texts(inputs), desc="reading", unit=" docs", mininterval=1.0, disable=None)
@@ -104,6 +117,8 @@ def train(config: TrainConfig) -> dict:
     if not chosen:
         raise BadInput(f"{inputs[0][1]}: no text found in the input")
     read_seconds = time.perf_counter() - started
+    if byte_level_base is not None:
+        return _train_byte_level(config, chosen, byte_level_base, read_seconds)
     print(f"training {config.model_type} vocab={config.vocab_size} on {len(chosen):,} sentences "
           f"({seen:,} distinct seen, {duplicates:,} duplicates skipped) ...", file=sys.stderr)
     spm.set_random_generator_seed(config.seed)
@@ -143,6 +158,40 @@ def train(config: TrainConfig) -> dict:
     return summary
 
 
+def _byte_level_base(base: str | None) -> Path | None:
+    """The base's tokenizer.json when --base is a byte-level BPE; a SentencePiece base changes nothing."""
+    if base is None:
+        return None
+    if not Path(base).exists():
+        raise BadInput(f"--base {base}: not found")
+    found = byte_level_json(base)
+    if found is None and not (Path(base).suffix == ".model" or (Path(base) / "tokenizer.model").is_file()):
+        raise BadInput(f"--base {base}: neither a byte-level BPE tokenizer.json (or its directory) nor a SentencePiece model")
+    return found
+
+
+def _train_byte_level(config: TrainConfig, chosen: list[str], base_json: Path, read_seconds: float) -> dict:
+    if config.model_type != "bpe":
+        raise BadInput("--model-type unigram: a byte-level BPE base takes BPE merges only")
+    if config.bpe_method not in ("continue", "fresh"):
+        raise BadInput(f"--bpe-method must be continue or fresh, got {config.bpe_method!r}")
+    print(f"learning byte-level BPE merges ({config.bpe_method}, {config.vocab_size}) for {base_json} on "
+          f"{len(chosen):,} sentences ...", file=sys.stderr)
+    started = time.perf_counter()
+    if config.bpe_method == "continue":
+        text = continued_tokenizer_json(base_json, continue_merges(chosen, base_json, config.vocab_size))
+    else:
+        text = train_byte_level(chosen, base_json, config.vocab_size)
+    target = Path(f"{config.output}.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(target, text.encode("utf-8"))
+    merges = len(json.loads(text)["model"]["merges"])
+    seconds = time.perf_counter() - started
+    print(f"wrote {target} ({merges:,} merges) in {seconds:.1f}s", file=sys.stderr)
+    return {"model": str(target), "merges": merges, "sentences": len(chosen), "read_seconds": round(read_seconds, 2),
+            "train_seconds": round(seconds, 2)}
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -152,7 +201,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                         help="corpus output dirs / shards dirs / *.jsonl.zst shards, or plain text files (one document per line)")
-    parser.add_argument("--output", required=True, metavar="PREFIX", help="writes PREFIX.model and PREFIX.vocab")
+    parser.add_argument("--output", required=True, metavar="PREFIX", help="writes PREFIX.model and PREFIX.vocab "
+                        "(PREFIX.json with a byte-level --base)")
+    parser.add_argument("--base", metavar="BASE", help="the tokenizer to be extended; when it is a byte-level BPE "
+                        "(tokenizer.json or an HF directory holding one, e.g. SmolLM2, Llama-3), learn merges under its "
+                        "pre-tokenizer and write PREFIX.json; a SentencePiece base changes nothing (default: tokenizer.base)")
     add_config_arguments(parser)
     defaults = TokenizerConfig()
     parser.add_argument("--vocab-size", type=int, help="pieces in the model, incl. 3 special and 256 byte pieces "
@@ -169,6 +222,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-sentence-length", type=int, default=4192,
                         help="bytes; longer lines are split at sentence ends (default: %(default)s)")
     parser.add_argument("--max-piece-length", type=int, default=16, help="(default: %(default)s)")
+    parser.add_argument("--bpe-method", choices=["continue", "fresh"], default="continue",
+                        help="byte-level --base: learn --vocab-size Korean merges on the base's own segmentation "
+                        "(continue), or train a fresh BPE of --vocab-size tokens and let the merge filter it (fresh) "
+                        "(default: %(default)s)")
     parser.add_argument("--no-dedup", dest="dedup", action="store_false", help="keep exact duplicate sentences")
     parser.add_argument("--normalization", default="identity", choices=["identity", "nfkc", "nmt_nfkc", "nfkc_cf", "nmt_nfkc_cf"],
                         help="keep identity to merge into Llama-2 (its normalizer) (default: %(default)s)")
@@ -181,13 +238,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """The `tokenizer:` section (file, then --set), then the explicit flags."""
     section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={
         "vocab_size": args.vocab_size, "model_type": args.model_type, "character_coverage": args.character_coverage,
-        "sample_size": args.sample_size, "seed": args.seed,
+        "sample_size": args.sample_size, "seed": args.seed, "base": args.base,
     })
     return TrainConfig(
         inputs=args.input, output=args.output, vocab_size=section.vocab_size, model_type=section.model_type,
         character_coverage=section.character_coverage, sample_size=section.sample_size, seed=section.seed,
         max_sentence_length=args.max_sentence_length, max_piece_length=args.max_piece_length,
         dedup=args.dedup, normalization=args.normalization, num_threads=args.num_threads, verbose=args.verbose,
+        base=section.base, bpe_method=args.bpe_method,
     )
 
 
