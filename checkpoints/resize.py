@@ -7,7 +7,11 @@ Works tensor by tensor (lazy `safe_open` in, sharded safetensors out), so memory
 size of the largest tensor, not the model: a 7B model resizes on a machine with far less RAM than
 its size. Old rows are copied bit for bit; only rows for the new ids are computed (see
 `checkpoints/vocab_init.py` for fvt / mean / random and the LM-head choice). Untied (Llama-2)
-and tied embeddings are both handled.
+and tied embeddings are both handled: tied (SmolLM2, Llama-3.2 1B/3B) is one matrix grown once with
+the input-side init (`--lm-head` does not apply), and the report and output say so. A byte-level
+BPE tokenizer (tokenizer.json, no tokenizer.model: tokenizer/merge.py's output for SmolLM2 or
+Llama-3) works too; FVT then spells each new token through the base's BPE
+(`checkpoints/byte_level_resize.py`).
 
 The merged tokenizer must extend the model's own: its first pieces must equal the base
 tokenizer's (`--base-tokenizer`, default the model directory's tokenizer.model), which FVT also
@@ -28,6 +32,7 @@ from pathlib import Path
 import torch
 
 from checkpoints.hf_io import atomic_output_dir, copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
+from checkpoints.byte_level_resize import byte_level_new_pieces
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.errors import BadInput
@@ -108,6 +113,29 @@ def check_extends(merged, merged_file: Path, base, base_file: Path, model_vocab:
             )
 
 
+def _sentencepiece_new_pieces(config: ResizeConfig, model_path: Path, tokenizer_dir: Path, old_vocab: int):
+    merged, merged_file = load_model_proto(tokenizer_dir, "--tokenizer")
+    if len(merged.pieces) < old_vocab:
+        raise BadInput(
+            f"{merged_file}: tokenizer has {len(merged.pieces):,} pieces, fewer than the model's vocabulary {old_vocab:,}"
+        )
+    base_path = config.base_tokenizer or model_path
+    if config.base_tokenizer is None and not (model_path / "tokenizer.model").is_file():
+        raise BadInput(f"{model_path}: no tokenizer.model to compare the merged tokenizer with (pass --base-tokenizer)")
+    base, base_file = load_model_proto(Path(base_path), "--base-tokenizer")
+    check_rows_match(model_path, old_vocab, base, base_file)
+    check_extends(merged, merged_file, base, base_file, old_vocab)
+    new_vocab = len(merged.pieces)
+    new_ids = [(i, merged.pieces[i].piece) for i in range(old_vocab, new_vocab)]
+    if config.init == "fvt":
+        return new_vocab, fvt_sources(new_ids, base.SerializeToString())
+    return new_vocab, [NewPiece(i, p, ()) for i, p in new_ids]
+
+
+def _is_byte_level(tokenizer_dir: Path) -> bool:
+    return not (tokenizer_dir / "tokenizer.model").is_file() and (tokenizer_dir / "tokenizer.json").is_file()
+
+
 def resize(config: ResizeConfig, progress: bool = True) -> dict:
     config.validate()
     started = time.perf_counter()
@@ -117,7 +145,6 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     tokenizer_dir = Path(config.tokenizer)
     if not tokenizer_dir.is_dir():
         raise BadInput(f"{tokenizer_dir}: not a directory")
-    merged, merged_file = load_model_proto(tokenizer_dir, "--tokenizer")
     embed = hf.info(EMBED)
     old_vocab, hidden = embed.shape
     if hf.config.get("vocab_size") != old_vocab:
@@ -125,25 +152,11 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     tied = bool(hf.config.get("tie_word_embeddings", False))
     if not tied and hf.info(LM_HEAD).shape != embed.shape:
         raise BadInput(f"{hf.path}: {LM_HEAD} shape {list(hf.info(LM_HEAD).shape)} != {EMBED} {list(embed.shape)}")
-    if len(merged.pieces) < old_vocab:
-        raise BadInput(
-            f"{merged_file}: tokenizer has {len(merged.pieces):,} pieces, fewer than the model's vocabulary {old_vocab:,}"
-        )
-    base_path = config.base_tokenizer or hf.path
-    if config.base_tokenizer is None and not (hf.path / "tokenizer.model").is_file():
-        raise BadInput(f"{hf.path}: no tokenizer.model to compare the merged tokenizer with (pass --base-tokenizer)")
-    base, base_file = load_model_proto(Path(base_path), "--base-tokenizer")
-    check_rows_match(hf.path, old_vocab, base, base_file)
-    check_extends(merged, merged_file, base, base_file, old_vocab)
-
-    new_vocab = len(merged.pieces)
-    padded_vocab = -(-new_vocab // config.pad_to_multiple) * config.pad_to_multiple
-    new_ids = [(i, merged.pieces[i].piece) for i in range(old_vocab, new_vocab)]
-    if config.init == "fvt":
-        new_pieces = fvt_sources(new_ids, base.SerializeToString())
+    if _is_byte_level(tokenizer_dir):
+        new_vocab, new_pieces = byte_level_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
     else:
-        new_pieces = [NewPiece(i, p, ()) for i, p in new_ids]
-    # Padding rows: never produced by the tokenizer; mean rows, suppressed in generation.
+        new_vocab, new_pieces = _sentencepiece_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
+    padded_vocab = -(-new_vocab // config.pad_to_multiple) * config.pad_to_multiple
     pad_pieces = [NewPiece(i, "", ()) for i in range(new_vocab, padded_vocab)]
     generator = torch.Generator().manual_seed(config.seed)
     init_std = float(hf.config.get("initializer_range", 0.02))
@@ -152,7 +165,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
         old = hf.read(name)
         out = torch.empty((padded_vocab, hidden), dtype=old.dtype)
         out[:old_vocab] = old  # bit-identical copy
-        is_head = name == LM_HEAD
+        is_head = name == LM_HEAD and not tied  # tied: one matrix, the input-side init
         out[old_vocab:new_vocab] = new_rows(
             old, new_pieces, config.init, is_lm_head=is_head, lm_head_method=config.lm_head,
             init_std=init_std, generator=generator,
@@ -187,8 +200,10 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
             "model": str(hf.path),
             "tokenizer": str(tokenizer_dir),
             "init": config.init,
-            "lm_head": config.lm_head if config.init == "fvt" else config.init,
+            "lm_head": ("tied: the LM head is the embedding matrix, grown once with the input-side init"
+                        if tied else config.lm_head if config.init == "fvt" else config.init),
             "tied_embeddings": tied,
+            "tokenizer_kind": "byte-level BPE" if _is_byte_level(tokenizer_dir) else "SentencePiece",
             "old_vocab_size": old_vocab,
             "tokenizer_pieces": new_vocab,
             "vocab_size": padded_vocab,
@@ -254,7 +269,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     ratio = report["peak_rss_bytes"] / max(report["model_bytes"], 1)
     print(
         f"{prog}: {report['old_vocab_size']:,} -> {report['vocab_size']:,} rows "
-        f"({report['new_rows']:,} new, {report['init']}) in {report['seconds']:.1f} s; wrote {args.output}; "
+        f"({report['new_rows']:,} new, {report['init']}"
+        f"{'; tied embeddings: one matrix, one init, the LM head shares it' if report['tied_embeddings'] else ''}) in {report['seconds']:.1f} s; wrote {args.output}; "
         f"peak RSS {report['peak_rss_bytes'] / 2**30:.3f} GiB = {ratio:.2f}x the model's {report['model_bytes'] / 2**30:.2f} GiB"
     )
     return 0

@@ -75,6 +75,21 @@ def fvt_sources(new_pieces: list[tuple[int, str]], base_model_proto: bytes) -> l
     return result
 
 
+def byte_level_sources(new_pieces: list[tuple[int, str]], base_tokenizer_json: str, specials: set[str] = frozenset()
+                       ) -> list[NewPiece]:
+    """FVT for a byte-level BPE base (SmolLM2, Llama-3): a new token's source ids are what the base's BPE makes
+    of its bytes (its byte-level spelling, merged by the base's merges; no pre-tokenizer, so a token that starts
+    with a space or ends inside a UTF-8 character is spelled exactly). Special tokens (`specials`) have no text."""
+    from tokenizers import Tokenizer
+
+    base = Tokenizer.from_str(base_tokenizer_json)
+    result = []
+    for new_id, token in new_pieces:
+        ids = () if token in specials or not token else tuple(t.id for t in base.model.tokenize(token))
+        result.append(NewPiece(new_id, token, ids))
+    return result
+
+
 @torch.no_grad()
 def new_rows(
     old: torch.Tensor,

@@ -10,6 +10,11 @@ before any Korean one and no non-Korean text changes ids. Every added piece is c
 producible by BPE; missing intermediates are added, the rest dropped and counted. The base's
 normalizer and trainer settings are kept; `trainer_spec.vocab_size` is set to the real size.
 
+A byte-level BPE base (SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) takes the
+PREFIX.json of `tokenizer/train.py --base BASE` instead; see tokenizer/bpe_merge.py:
+
+    python tokenizer/merge.py --base smollm2/ --add ko24k.json --output tok/ --max-added 16000
+
 `chinese-llama` mode reproduces Chinese-LLaMA's `merge_tokenizers.py` (every new piece appended with
 score 0) for comparison only.
 """
@@ -30,6 +35,7 @@ if __package__ in (None, ""):  # `python tokenizer/merge.py`: import the package
 
 from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput
+from tokenizer.bpe_merge import byte_level_json
 from tokenizer.config import TokenizerConfig
 from tokenizer.hf_export import write_hf_files
 from tokenizer.merge_checks import (
@@ -174,9 +180,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "tokenizer directory. --base, --mode, --max-added and --hangul-nfc default to the config's tokenizer: "
         "section (--config, --set tokenizer.KEY=VALUE); the flags win over it.",
     )
-    parser.add_argument("--base", help="Llama-2 tokenizer.model, or a directory holding one (default: tokenizer.base; "
+    parser.add_argument("--base", help="Llama-2 tokenizer.model, or a directory holding one, or a byte-level BPE "
+                        "tokenizer.json (or its HF directory) (default: tokenizer.base; "
                         "when that is null too, Mistral-7B's tokenizer.model.v1 from mistral-common stands in, and says so)")
-    parser.add_argument("--add", required=True, action="append", metavar="FILE", help="SentencePiece model to add (repeatable)")
+    parser.add_argument("--add", required=True, action="append", metavar="FILE", help="SentencePiece model to add (repeatable); "
+                        "PREFIX.json from tokenizer/train.py --base for a byte-level base")
     parser.add_argument("--output", required=True, metavar="DIR", help="new tokenizer directory")
     add_config_arguments(parser)
     parser.add_argument("--mode", choices=MODES, help="safe: Hangul pieces below every base score; chinese-llama: "
@@ -216,12 +224,28 @@ def resolve_config(args: argparse.Namespace, prog: str) -> MergeConfig:
     )
 
 
+def _merge_byte_level(config: MergeConfig, base_json: Path) -> int:
+    from tokenizer.bpe_write import summary_lines, write_byte_level_dir
+
+    config.validate()
+    report = write_byte_level_dir(config, base_json)
+    print("\n".join(summary_lines(report)))
+    print("tokenizer check: " + ("; ".join(report["defects"]) or "no defects"))
+    if config.plot:
+        print("report.png: not drawn for a byte-level base (figures in report.json)")
+    print(f"wrote {config.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
         config = resolve_config(args, prog)
+        base_json = byte_level_json(config.base)
+        if base_json is not None:
+            return _merge_byte_level(config, base_json)
         merged, stats, base = merge_models(config)
         report = write_tokenizer_dir(config, merged, stats, base)
     except BadInput as exc:

