@@ -1,4 +1,4 @@
-"""Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU at TP=2.
+"""Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU with tensor parallelism.
 
     nice -n 10 python benchmarks/smollm2.py --output benchmarks/results/smollm2.json
 
@@ -8,7 +8,7 @@ FVT-resized (tied embeddings: one matrix). Step 0: English and Korean bits per c
 and of the expanded model with FVT, mean, random and Hugging Face's default (`resize_token_embeddings`,
 mean-and-covariance sampling) rows. Then the FVT model and the unexpanded base are each converted to
 Megatron, trained the same number of steps × batch × sequence tokens of ko-train (pretrain/train.py,
-2 CPU processes, TP=2), converted back to HF and evaluated again. Prints a table, writes JSON.
+TP=3: SmolLM2-135M's 9 query and 3 KV heads are not divisible by 2), converted back to HF and evaluated again. Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path
     config.write_text(yaml.safe_dump({"pretrain": {
         "tokenizer": str(tokenizer_dir),
         "init": {"megatron_checkpoint": str(megatron)},
-        "parallel": {"tensor": 2, "pipeline": 1},
+        "parallel": {"tensor": settings.tensor_parallel, "pipeline": 1},
         "micro_batch_size": settings.micro_batch, "global_batch_size": settings.micro_batch,
         "seq_length": settings.seq_length, "train_steps": settings.steps,
         "optimizer": {"lr": settings.lr, "min_lr": settings.lr / 10, "warmup_steps": 1},
@@ -109,7 +109,7 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path
         "log": {"interval": 1},
     }}))
     started = time.perf_counter()
-    sh("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(REPO / "pretrain" / "train.py"), str(config))
+    sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", str(REPO / "pretrain" / "train.py"), str(config))
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     back = work / f"{name}-cpt-hf"
@@ -153,7 +153,8 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
     runs = {}
     for name, (model, tokenizer) in (("expanded-fvt", models["fvt"]), ("unexpanded", models["base"])):
         megatron = work / f"{name}-megatron"
-        sh("-m", "checkpoints.convert", "--to", "megatron", "--input", str(model), "--output", str(megatron), "--overwrite")
+        sh("-m", "checkpoints.convert", "--to", "megatron", "--input", str(model), "--output", str(megatron), "--overwrite",
+           "--make-vocab-size-divisible-by", str(128 * settings.tensor_parallel))
         data = tokenize(corpus, tokenizer, work / f"tokenized-{name}")
         trained = train(work, name, tokenizer, megatron, data, settings)
         after[name] = bits_per_char(trained["hf"], tokenizer, texts, settings.context)
@@ -186,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=20, help="CPT steps for each model (default %(default)s)")
     parser.add_argument("--micro-batch", type=int, default=4, help="sequences per step (default %(default)s)")
     parser.add_argument("--seq-length", type=int, default=128, help="(default %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--tensor-parallel", type=int, default=3,
+                        help="TP of the CPT (default %(default)s: SmolLM2-135M's 9 heads and 3 KV heads rule out 2)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default %(default)s)")
     parser.add_argument("--train-lines", type=int, default=6000, help="ko-train lines in the CPT corpus (default %(default)s)")
     parser.add_argument("--eval-docs", type=int, default=40, help="held-out documents per language (default %(default)s)")
     parser.add_argument("--context", type=int, default=256, help="scoring window in tokens (default %(default)s)")
