@@ -127,7 +127,7 @@ def sample_tokens(vocab_size: int, batch: int = 2, seq: int = 16, seed: int = 0)
     return torch.randint(0, vocab_size, (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
-def compare(hf_dir: Path, megatron_dir: Path | None, layouts: list[tuple[int, int]], tokens: torch.Tensor | None = None, table_fn=None) -> list[dict] | None:
+def compare(hf_dir: Path, megatron_dir: Path | None, layouts: list[tuple[int, int]], tokens: torch.Tensor | None = None, table_fn=None, seq_length: int = 16) -> list[dict] | None:
     """Run every layout; on global rank 0 return one report per layout (None elsewhere)."""
     import torch.distributed as dist
 
@@ -135,7 +135,7 @@ def compare(hf_dir: Path, megatron_dir: Path | None, layouts: list[tuple[int, in
 
     init_distributed()
     shape = LlamaShape.from_hf_dir(hf_dir)
-    tokens = sample_tokens(shape.vocab_size) if tokens is None else tokens
+    tokens = sample_tokens(shape.vocab_size, seq=seq_length) if tokens is None else tokens
     reference = hf_outputs(hf_dir, tokens) if dist.get_rank() == 0 else None
     reports = []
     for tp, pp in layouts:
@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--hf", required=True, type=Path, help="Hugging Face Llama directory (the reference)")
     parser.add_argument("--megatron", type=Path, help="Megatron checkpoint dir (default: load the HF weights directly)")
     parser.add_argument("--layouts", default="1x1", help="TPxPP layouts to check, comma-separated (default 1x1)")
+    parser.add_argument("--seq-length", type=int, default=16,
+                        help="tokens per test sequence (long enough to reach the positions a RoPE scaling changes)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
     parser.add_argument("--json", type=Path, help="also write the reports here")
     args = parser.parse_args(argv)
@@ -183,7 +185,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import torch.distributed as dist
 
     try:
-        reports = compare(args.hf, args.megatron, parse_layouts(args.layouts))
+        if args.seq_length < 2:
+            raise BadInput(f"--seq-length {args.seq_length}: needs at least 2 tokens")
+        reports = compare(args.hf, args.megatron, parse_layouts(args.layouts), seq_length=args.seq_length)
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

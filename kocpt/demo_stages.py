@@ -24,7 +24,11 @@ def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: i
     hf_logging.disable_progress_bar()  # the demo prints one line per stage
     # Only the keys the section sets (LlamaConfig's defaults for the rest, e.g. rms_norm_eps 1e-6).
     shape = {key: value for key, value in model_section.items() if key not in ("base_vocab_size", "vocab_size")}
-    config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, **shape)
+    shape.setdefault("tie_word_embeddings", False)
+    if shape.get("rope_scaling"):  # transformers 5 holds theta and scaling in one dict
+        shape["rope_parameters"] = {"rope_theta": shape.pop("rope_theta", 10000.0), **shape.pop("rope_scaling")}
+    shape.pop("rope_scaling", None)
+    config = LlamaConfig(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, **shape)
     write_tiny_llama(output, config, seed=seed, randomize_norms=False)
 
 
@@ -75,7 +79,10 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     logs = out / "logs"
     # The keys the model: section sets, typed (LlamaConfig's own defaults stand for the others).
     model = load_section(ModelSection, "model", config_path, sets)
-    model_section = {key: getattr(model, key) for key in read_section("model", config_path, sets)}
+    model_section = {
+        key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value  # rope_scaling: a mapping
+        for key, value in ((key, getattr(model, key)) for key in read_section("model", config_path, sets))
+    }
     evaluation_texts = [path for path in (KO_HELDOUT, EN_HELDOUT) if path.is_file()]
     config = ["--config", config_path]
 

@@ -1,7 +1,7 @@
 """How a Llama is built on Megatron-Core: its TransformerConfig, its layer spec, the GPTModel.
 
 `transformer_config()` turns a `LlamaShape` into Megatron's TransformerConfig (RMSNorm, SwiGLU,
-RoPE, no biases, GQA) and `build_gpt_model()` instantiates the stage of it that this rank holds.
+RoPE, no biases, GQA; tied embeddings and Llama-3.1's RoPE scaling are GPTModel arguments) and `build_gpt_model()` instantiates the stage of it that this rank holds.
 The checkpoint converter, the training loop and the benchmarks build models here, so they always
 agree on names and shapes. How it is split over ranks is Megatron's (tensor-parallel layers);
 `mcore_llama.runtime.init_model_parallel` sets up the parallel state first.
@@ -130,7 +130,7 @@ def build_gpt_model(
         recompute=recompute,
         perform_initialization=perform_initialization,
     )
-    return GPTModel(
+    model = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec(use_transformer_engine),
         vocab_size=padded_vocab_size(shape.vocab_size, tensor_parallel, make_vocab_size_divisible_by),
@@ -139,8 +139,28 @@ def build_gpt_model(
         post_process=parallel_state.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=shape.tie_word_embeddings,
         position_embedding_type="rope",
-        rotary_base=int(shape.rope_theta),
+        rotary_base=int(shape.rope_theta) if float(shape.rope_theta).is_integer() else shape.rope_theta,
         rotary_percent=1.0,
+    )
+    if shape.rope_scaling is not None:
+        apply_llama3_rope_scaling(model.rotary_pos_emb, shape.rope_scaling)
+    return model
+
+
+def apply_llama3_rope_scaling(rotary_embedding, scaling: dict) -> None:
+    """Llama-3.1's RoPE scaling on a built RotaryEmbedding, with all four of its parameters.
+
+    Megatron's `rope_scaling=True` takes only the factor and fixes the rest at Llama-3.1's values
+    (low 1, high 4, original context 8192); Llama-3.2 and others differ, so the same formula
+    (`RotaryEmbedding._apply_scaling`, adapted from transformers) is applied here with every
+    parameter, before any forward pass caches frequencies.
+    """
+    rotary_embedding.inv_freq = rotary_embedding._apply_scaling(
+        rotary_embedding.inv_freq,
+        factor=scaling["factor"],
+        low_freq_factor=scaling["low_freq_factor"],
+        high_freq_factor=scaling["high_freq_factor"],
+        original_max_position_embeddings=scaling["original_max_position_embeddings"],
     )
 
 

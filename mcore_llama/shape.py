@@ -22,6 +22,8 @@ class LlamaShape:
     rms_norm_eps: float = 1e-5
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
+    # Llama-3.1's frequency-dependent RoPE scaling (HF rope_type "llama3"), or None for plain RoPE.
+    rope_scaling: dict | None = None
 
     @property
     def head_dim(self) -> int:
@@ -38,6 +40,8 @@ class LlamaShape:
                 f"num_attention_heads {self.num_attention_heads} is not divisible by "
                 f"num_key_value_heads {self.num_key_value_heads}"
             )
+        if self.rope_scaling is not None and self.rope_scaling != llama3_rope_scaling(self.rope_scaling):
+            raise ValueError(f"rope_scaling {self.rope_scaling}: not normalized (use llama3_rope_scaling)")
 
     @classmethod
     def from_hf_config(cls, config: dict) -> "LlamaShape":
@@ -45,7 +49,8 @@ class LlamaShape:
         model_type = config.get("model_type")
         if model_type != "llama":
             raise ValueError(f"not a Llama config (model_type={model_type!r})")
-        rope = config.get("rope_parameters") or {}
+        # transformers 5 writes `rope_parameters` (theta included); 4.x wrote `rope_scaling`.
+        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
         shape = cls(
             vocab_size=config["vocab_size"],
             hidden_size=config["hidden_size"],
@@ -58,6 +63,7 @@ class LlamaShape:
             rms_norm_eps=config.get("rms_norm_eps", 1e-5),
             tie_word_embeddings=config.get("tie_word_embeddings", False),
             initializer_range=config.get("initializer_range", 0.02),
+            rope_scaling=llama3_rope_scaling(rope),
         )
         shape.validate()
         return shape
@@ -72,7 +78,8 @@ class LlamaShape:
     @classmethod
     def from_model_section(cls, section, vocab_size: int) -> "LlamaShape":
         """From a run config's `model:` section (any object with LlamaConfig's field names; a
-        missing `num_key_value_heads` means plain multi-head attention) and the tokenizer's size.
+        missing `num_key_value_heads` means plain multi-head attention, a missing
+        `tie_word_embeddings` / `rope_scaling` untied embeddings and plain RoPE) and the tokenizer's size.
         Training and `kocpt plan` both take the shape from here."""
         shape = cls(
             vocab_size=vocab_size,
@@ -85,6 +92,8 @@ class LlamaShape:
             rope_theta=section.rope_theta,
             rms_norm_eps=section.rms_norm_eps,
             initializer_range=section.initializer_range,
+            tie_word_embeddings=getattr(section, "tie_word_embeddings", False),
+            rope_scaling=llama3_rope_scaling(_as_dict(getattr(section, "rope_scaling", None))),
         )
         shape.validate()
         return shape
@@ -107,12 +116,51 @@ class LlamaShape:
             dtype=dtype_name,
         )
         config.pop("torch_dtype", None)
-        if "rope_parameters" not in config:
-            config["rope_theta"] = self.rope_theta
+        if "rope_parameters" not in config and "rope_scaling" not in config:
+            if self.rope_scaling is None:
+                config["rope_theta"] = self.rope_theta
+            else:
+                config["rope_parameters"] = {"rope_theta": self.rope_theta, **self.rope_scaling}
         return config
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+LLAMA3_ROPE_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def llama3_rope_scaling(rope: dict | None) -> dict | None:
+    """The RoPE scaling of a HF `rope_parameters` / `rope_scaling` dict, normalized: None for plain
+    RoPE, {rope_type: llama3, factor, low_freq_factor, high_freq_factor,
+    original_max_position_embeddings} for Llama-3.1's. Any other kind (linear, dynamic, yarn) is
+    refused: Megatron's Llama RotaryEmbedding implements these two only."""
+    rope = rope or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind == "default":
+        return None
+    if kind != "llama3":
+        raise ValueError(f"RoPE scaling {kind!r} is not supported (plain RoPE and Llama-3.1's 'llama3' are)")
+    missing = [key for key in LLAMA3_ROPE_KEYS if rope.get(key) is None]
+    if missing:
+        raise ValueError(f"llama3 RoPE scaling without {', '.join(missing)}")
+    scaling = {
+        "rope_type": "llama3",
+        "factor": float(rope["factor"]),
+        "low_freq_factor": float(rope["low_freq_factor"]),
+        "high_freq_factor": float(rope["high_freq_factor"]),
+        "original_max_position_embeddings": int(rope["original_max_position_embeddings"]),
+    }
+    if scaling["factor"] <= 0 or scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+        raise ValueError(f"llama3 RoPE scaling needs factor > 0 and high_freq_factor > low_freq_factor, got {scaling}")
+    return scaling
+
+
+def _as_dict(section) -> dict | None:
+    """A config sub-section (a dataclass instance or a mapping) as a dict."""
+    if section is None or isinstance(section, dict):
+        return section
+    return asdict(section)
 
 
 def padded_vocab_size(vocab_size: int, tensor_parallel: int, divisible_by: int = 128) -> int:

