@@ -69,7 +69,7 @@ class Settings:
     seeds: int = 3
     replay: float = 0.05          # English replay share every variant runs at
     sweep_replays: tuple[float, ...] = (0.0, 0.2)
-    sweep_variants: tuple[str, ...] = ("no-expansion", "fvt", "fvt+new-rows-stage")
+    sweep_variants: tuple[str, ...] = ("no-expansion", "fvt")
     seed: int = 1234
 
     def standin(self, korean_share: float) -> StandinSettings:
