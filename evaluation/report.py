@@ -128,6 +128,23 @@ def finite_or_none(payload):
     return payload
 
 
+def at_chance(value, chance, metric: str, documents) -> bool:
+    """True when a task score is within two standard errors of its chance level on `documents` documents.
+
+    The standard error is that of guessing: sqrt(c (1 - c) / n) for accuracy-like metrics (acc, f1) at chance c,
+    1 / sqrt(n - 1) for correlations (spearman, pearson, mcc: chance 0). Unknown count or chance: not marked.
+    """
+    if value is None or chance is None or not documents or documents < 2 or not math.isfinite(value):
+        return False
+    if metric in ("spearman", "pearson", "mcc"):
+        error = 1 / math.sqrt(documents - 1)
+    elif 0 < chance < 1:
+        error = math.sqrt(chance * (1 - chance) / documents)
+    else:
+        return False
+    return abs(value - chance) <= 2 * error
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -178,16 +195,29 @@ def markdown(result: dict) -> str:
         lines += ["## Korean tasks (lm-eval, zero-shot)", ""]
         lines.append("| model | " + " | ".join(f"{task} {metric}" for task, metric in tasks) + " |")
         lines.append("|" + "---|" * (len(tasks) + 1))
-        for model in models:
-            lines.append(f"| **{model['label']}** | " + " | ".join(
-                _fmt((model.get("tasks") or {}).get(task, {}).get(metric)) for task, metric in tasks) + " |")
         chance = {}
         for model in models:
             for task, levels in (model.get("task_chance") or {}).items():
                 chance.setdefault(task, levels)
+        samples = next((m.get("task_samples") for m in models if m.get("task_samples")), {}) or {}
+        marked = 0
+        for model in models:
+            cells = []
+            for task, metric in tasks:
+                value = (model.get("tasks") or {}).get(task, {}).get(metric)
+                flag = at_chance(value, chance.get(task, {}).get(metric), metric, (samples.get(task) or {}).get("effective"))
+                marked += flag
+                cells.append(_fmt(value) + (" †" if flag else ""))
+            lines.append(f"| **{model['label']}** | " + " | ".join(cells) + " |")
         lines.append("| *chance* | " + " | ".join(_fmt(chance.get(task, {}).get(metric)) for task, metric in tasks) + " |")
         lines.append("")
-        samples = next((m.get("task_samples") for m in models if m.get("task_samples")), {}) or {}
+        lines.append(f"† at chance: within two standard errors of the chance level on this many documents "
+                     f"({marked} of {len(tasks) * len(models)} scores), so it says nothing about the model. "
+                     "Which figures mean something: bits per character and tokens per character (and the training "
+                     "loss) measure every model, however small; task scores rise above chance only for far larger "
+                     "models than the demo's few million parameters, and on a few dozen documents even a real "
+                     "difference of a few points is noise.")
+        lines.append("")
         counts = ", ".join(f"{task} {n.get('effective', '?'):,} of {n.get('original', '?'):,}" for task, n in samples.items())
         lines.append("Zero-shot log-likelihood multiple choice"
                      f"{f' (documents: {counts})' if counts else ''}. korsts/klue_sts spearman, pearson: correlation "
