@@ -11,6 +11,7 @@ then CLI flags (read by the shared loader, stagekit.config).
       task_data: {}           # e.g. {nsmc: /data/nsmc/ratings_test.txt}
       limit: null             # documents per lm-eval task; null = all
       prompts: ["옛날 옛적에 한 마을에"]
+      temperature: 0.0        # samples: 0 = greedy; else sampled from the top_k tokens with sample_seed
 
 Relative paths are relative to the working directory (the repository root for the demo).
 """
@@ -41,6 +42,11 @@ class EvalConfig:
     batch_size: int = 8  # lm-eval batch size
     prompts: list[str] = field(default_factory=lambda: ["옛날 옛적에 한 마을에", "대한민국의 수도는"])
     max_new_tokens: int = 40
+    # Generation samples: greedy when 0; else sampled at this temperature from the top_k tokens, seeded
+    # (greedy text of a tiny model is one token repeated, which hides what it learned).
+    temperature: float = 0.0
+    top_k: int = 50
+    sample_seed: int = 0
     # TensorBoard scalar tags, first one present wins (pretrain/train.py writes loss and val_bpc).
     loss_tags: list[str] = field(default_factory=lambda: ["loss", "lm loss", "train/loss"])
     bpc_tags: list[str] = field(default_factory=lambda: ["val_bpc", "validation/bits_per_char"])
@@ -57,6 +63,8 @@ class EvalConfig:
             raise BadInput(f"eval.limit must be positive (got {self.limit})")
         if self.batch_size < 1 or self.max_batch_tokens < 1 or self.max_new_tokens < 0:
             raise BadInput("eval.batch_size and eval.max_batch_tokens must be >= 1, eval.max_new_tokens >= 0")
+        if self.temperature < 0 or self.top_k < 1:
+            raise BadInput(f"eval.temperature must be >= 0 and eval.top_k >= 1 (got {self.temperature}, {self.top_k})")
         return self
 
 

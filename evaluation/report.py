@@ -256,7 +256,10 @@ def markdown(result: dict) -> str:
         lines.append("")
     samples = [(m["label"], s) for m in models for s in (m.get("generation") or [])]
     if samples:
-        lines += ["## Generation samples (greedy)", ""]
+        settings = result.get("settings", {})
+        how = ("greedy" if not settings.get("temperature") else
+               f"sampled: temperature {settings['temperature']}, top {settings.get('top_k')}, seed {settings.get('sample_seed')}")
+        lines += [f"## Generation samples ({how})", ""]
         for label, sample in samples:
             lines.append(f"- **{label}**: `{sample['prompt']}` → {sample['completion']!r}")
         lines.append("")

@@ -119,14 +119,18 @@ def vocab_figures(model, tokenizer, spec: ModelSpec) -> dict:
 # --------------------------------------------------------------------------- one model
 
 
-def generate_samples(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[dict]:
+def generate_samples(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 0.0,
+                     top_k: int = 50, seed: int = 0) -> list[dict]:
+    """Greedy completions (temperature 0), or sampled ones from the top_k tokens, seeded per prompt."""
     import torch
 
+    decoding = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_k": top_k}
     samples = []
     for prompt in prompts:
         inputs = tokenizer(prompt, return_tensors="pt")
+        torch.manual_seed(seed)  # the same samples for the same model, whatever ran before
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, **decoding,
                                     pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
         new_tokens = output[0, inputs["input_ids"].shape[1]:]
         samples.append({"prompt": prompt, "completion": tokenizer.decode(new_tokens, skip_special_tokens=True),
@@ -170,7 +174,8 @@ def evaluate_model(spec: ModelSpec, config: EvalConfig, texts: dict[str, dict[st
                               for k, v in metrics.items() if v is not None and not k.endswith("stderr"))
             print(f"  {spec.label}: {task}: {shown}", flush=True)
     if config.prompts and config.max_new_tokens:
-        entry["generation"] = generate_samples(model, tokenizer, config.prompts, config.max_new_tokens)
+        entry["generation"] = generate_samples(model, tokenizer, config.prompts, config.max_new_tokens,
+                                               config.temperature, config.top_k, config.sample_seed)
     entry["seconds"] = round(time.time() - started, 2)
     del model
     gc.collect()

@@ -46,6 +46,11 @@ def check_outputs(output: Path) -> dict:
     assert (output / "eval" / "eval.md").is_file() and list((output / "eval").glob("*.png"))
     losses = training_losses(output)
     assert len(losses) == 60 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5  # training loss falls
+    # The trained model writes Hangul (sampled, seeded): at least a third of its letters are syllables.
+    trained = next(model for model in evaluation["models"] if model["label"] == "trained")
+    for sample in trained["generation"]:
+        letters = [ch for ch in sample["completion"] if ch.isalpha()]
+        assert letters and sum("\uac00" <= ch <= "\ud7a3" for ch in letters) >= len(letters) / 3, sample
     return evaluation
 
 

@@ -167,3 +167,29 @@ def test_demo_config_eval_section_is_valid():
     assert config.tasks == ["korsts", "kornli", "nsmc"] and config.limit
     with pytest.raises(BadInput, match="unknown key"):
         load_eval_config(None, ["eval.korea=[]"])
+
+
+def test_samples_are_greedy_at_temperature_0_and_seeded_when_sampled(exported_model_dir):
+    """eval.temperature 0 (the default) is greedy decoding; > 0 samples from the top_k tokens, and the
+    same seed gives the same text whatever ran before."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluation.run import generate_samples
+
+    model = AutoModelForCausalLM.from_pretrained(exported_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(exported_model_dir)
+    prompt = ["대한민국의 수도는"]
+    greedy = generate_samples(model, tokenizer, prompt, 8)
+    inputs = tokenizer(prompt[0], return_tensors="pt")
+    with torch.inference_mode():
+        argmax = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    assert greedy[0]["completion"] == tokenizer.decode(argmax[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    first = generate_samples(model, tokenizer, prompt, 8, temperature=1.0, top_k=50, seed=3)
+    torch.rand(100)  # the global generator moves; the seed still fixes the sample
+    assert generate_samples(model, tokenizer, prompt, 8, temperature=1.0, top_k=50, seed=3) == first
+    others = {generate_samples(model, tokenizer, prompt, 8, temperature=1.0, top_k=50, seed=s)[0]["completion"]
+              for s in range(4)}
+    assert len(others) > 1 and first[0]["new_tokens"] == 8
+    with pytest.raises(BadInput, match="eval.temperature"):
+        load_eval_config(None, ["eval.temperature=-1"])
