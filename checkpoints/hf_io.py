@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from mcore_llama.hf_checkpoint import SAFETENSORS_DTYPES, SAFETENSORS_INDEX
 from stagekit.errors import BadInput
+from stagekit.outputs import publish_directory
 
 
 def write_safetensors_shards(
@@ -96,13 +97,7 @@ def atomic_output_dir(target: str | Path, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
+    publish_directory(tmp, target)
 
 
 def copy_tokenizer_files(tokenizer_dir: Path, out_dir: Path) -> list[str]:

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from stagekit.outputs import publish_directory
 from tokenizer import BadInput
 from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
 from tokenizer.report import PROBES, read_lines, stdlib_code_lines
@@ -139,13 +140,7 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
                             "total": next_id + len(config.add_special)},
                   "merge": stats.__dict__, **verify(staging, base_spec, merged_spec, stats, texts)}
         (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        if output.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            output.rename(trash / output.name)
-            staging.rename(output)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            staging.rename(output)
+        publish_directory(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # `python tokenizer/merge.py`: import the package
 
 
 from stagekit.config import add_config_arguments, load_section
+from stagekit.outputs import publish_directory
 from tokenizer import BadInput
 from tokenizer.bpe_merge import byte_level_json
 from tokenizer.config import TokenizerConfig
@@ -155,13 +156,7 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
         (staging / "report.json").write_text(_json(report), encoding="utf-8")
         if config.plot and report["korean"]:
             plot_report(report, staging / "report.png")
-        if output.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            output.rename(trash / output.name)
-            staging.rename(output)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            staging.rename(output)
+        publish_directory(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

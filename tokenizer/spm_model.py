@@ -31,7 +31,7 @@ def resolve_model_path(path: str | Path) -> Path:
             raise BadInput(f"{path}: directory has no tokenizer.model")
         return candidate
     if not path.exists():
-        raise BadInput(f"{path}: no such tokenizer file or directory")
+        raise BadInput(f"{path}: no such tokenizer (no such file or directory)")
     return path
 
 
