@@ -47,6 +47,7 @@ from mcore_llama.weights import (
 )
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
+from tokenizer.token_encoder import TokenEncoder
 
 
 def _whole_fc1(sharded: dict, num_layers: int) -> dict:
@@ -114,20 +115,6 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     }
 
 
-def tokenizer_vocab_size(tokenizer_dir: Path) -> int:
-    model_file = tokenizer_dir / "tokenizer.model"
-    if model_file.is_file():
-        import sentencepiece as spm
-
-        try:
-            return spm.SentencePieceProcessor(model_file=str(model_file)).get_piece_size()
-        except Exception as exc:  # sentencepiece raises RuntimeError/OSError variants
-            raise BadInput(f"{model_file}: not a SentencePiece model ({exc})") from None
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")).get_vocab_size()
-
-
 def megatron_to_hf(
     ckpt_dir: str | Path,
     out_dir: str | Path,
@@ -146,7 +133,7 @@ def megatron_to_hf(
         tokenizer_dir = Path(tokenizer_dir)
         if not tokenizer_dir.is_dir():
             raise BadInput(f"{tokenizer_dir}: not a directory")
-        pieces = tokenizer_vocab_size(tokenizer_dir)
+        pieces = TokenEncoder.load(tokenizer_dir).vocab_size
         # Fewer pieces than rows is fine (a vocabulary padded by `resize --pad-to-multiple`).
         if pieces > shape.vocab_size:
             raise BadInput(

@@ -39,6 +39,7 @@ from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
 from tokenizer.spm_model import load_model, resolve_model_path
+from tokenizer.token_encoder import is_byte_level_dir
 
 EMBED = "model.embed_tokens.weight"
 LM_HEAD = "lm_head.weight"
@@ -121,10 +122,6 @@ def _sentencepiece_new_pieces(config: ResizeConfig, model_path: Path, tokenizer_
     return new_vocab, [NewPiece(i, p, ()) for i, p in new_ids]
 
 
-def _is_byte_level(tokenizer_dir: Path) -> bool:
-    return not (tokenizer_dir / "tokenizer.model").is_file() and (tokenizer_dir / "tokenizer.json").is_file()
-
-
 def resize(config: ResizeConfig, progress: bool = True) -> dict:
     config.validate()
     started = time.perf_counter()
@@ -141,7 +138,8 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     tied = bool(hf.config.get("tie_word_embeddings", False))
     if not tied and hf.info(LM_HEAD).shape != embed.shape:
         raise BadInput(f"{hf.path}: {LM_HEAD} shape {list(hf.info(LM_HEAD).shape)} != {EMBED} {list(embed.shape)}")
-    if _is_byte_level(tokenizer_dir):
+    byte_level = is_byte_level_dir(tokenizer_dir)
+    if byte_level:
         new_vocab, new_pieces = byte_level_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
     else:
         new_vocab, new_pieces = _sentencepiece_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
@@ -192,7 +190,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
             "lm_head": ("tied: the LM head is the embedding matrix, grown once with the input-side init"
                         if tied else config.lm_head if config.init == "fvt" else config.init),
             "tied_embeddings": tied,
-            "tokenizer_kind": "byte-level BPE" if _is_byte_level(tokenizer_dir) else "SentencePiece",
+            "tokenizer_kind": "byte-level BPE" if byte_level else "SentencePiece",
             "old_vocab_size": old_vocab,
             "tokenizer_pieces": new_vocab,
             "vocab_size": padded_vocab,

@@ -11,7 +11,7 @@ from pretrain.config import ModelSection, load_config
 from stagekit.config import load_section, parse_override, read_config_file, read_section
 from stagekit.paths import DEMO_CORPUS, EN_HELDOUT, KO_HELDOUT, REPO
 from tokenizer.config import TokenizerConfig
-from tokenizer.spm_model import resolve_model_path
+from tokenizer.token_encoder import TokenEncoder
 
 
 def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: int = 1234) -> None:
@@ -30,13 +30,6 @@ def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: i
     shape.pop("rope_scaling", None)
     config = LlamaConfig(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, **shape)
     write_tiny_llama(output, config, seed=seed, randomize_norms=False)
-
-
-def base_vocab_size(base_tokenizer: Path) -> int:
-    import sentencepiece
-
-    model = resolve_model_path(base_tokenizer)
-    return sentencepiece.SentencePieceProcessor(model_file=str(model)).get_piece_size()
 
 
 def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
@@ -118,7 +111,7 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     if base_model is None:
         base = Stage(
             "base-model", out / "base-model",
-            lambda: build_tiny_llama(out / "base-model", model_section, base_vocab_size(base_tokenizer)),
+            lambda: build_tiny_llama(out / "base-model", model_section, TokenEncoder.load(base_tokenizer).vocab_size),
             settings={"model": model_section}, reads=[base_tokenizer],
         )
     else:

@@ -48,6 +48,7 @@ from pipelines.runner import (
     worker_logs_to,
 )
 from stagekit.config import add_config_arguments
+from stagekit.outputs import publish_directory
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 MIB = 1 << 20
@@ -266,10 +267,7 @@ def promote(staging: str, output: str, overwrite: bool) -> None:
             raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
         if os.path.isdir(output):
             os.replace(pending, final)
-            old = f"{output}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, old)
-            os.replace(staging, output)
-            shutil.rmtree(old)
+            publish_directory(staging, output)
             return
         FileSystems.delete([output])
     if os.path.isdir(staging):

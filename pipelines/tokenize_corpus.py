@@ -48,6 +48,7 @@ from pipelines.runner import (
 from pipelines.tokenize_config import TokenizeSection
 from stagekit.config import add_config_arguments, load_section
 from stagekit.errors import BadInput
+from stagekit.outputs import publish_directory
 from tokenizer.token_encoder import TokenEncoder, indexed_dtype
 
 MANIFEST = "manifest.json"
@@ -175,13 +176,7 @@ def check_output(output: Path, corpus: Path) -> None:
 def promote(staging: Path, output: Path) -> None:
     """The finished staging folder becomes `output`; an earlier output is removed only after."""
     os.replace(staging / MANIFEST_PENDING, staging / MANIFEST)
-    if output.exists():
-        old = output.with_name(f"{output.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(output, old)
-        os.replace(staging, output)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, output)
+    publish_directory(staging, output)
 
 
 def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file: bool = False, say=None) -> dict:

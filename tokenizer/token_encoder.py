@@ -25,11 +25,17 @@ from tokenizer import BadInput
 from tokenizer.spm_model import resolve_model_path
 
 
+def is_byte_level_dir(path: str | Path) -> bool:
+    """A byte-level BPE tokenizer directory: a tokenizer.json and no SentencePiece tokenizer.model."""
+    path = Path(path)
+    return path.is_dir() and not (path / "tokenizer.model").is_file() and (path / "tokenizer.json").is_file()
+
+
 def tokenizer_file(path: str | Path) -> Path:
     """The SentencePiece tokenizer.model of a tokenizer directory (or a bare file); for a byte-level
-    BPE directory (tokenizer.json and no tokenizer.model), its tokenizer.json."""
+    BPE directory (`is_byte_level_dir`), its tokenizer.json."""
     path = Path(path)
-    if path.is_dir() and not (path / "tokenizer.model").is_file() and (path / "tokenizer.json").is_file():
+    if is_byte_level_dir(path):
         return path / "tokenizer.json"
     try:
         return resolve_model_path(path)
