@@ -91,13 +91,24 @@ def tokenize(corpus: Path, tokenizer_dir: Path, out: Path) -> Path:
     return out
 
 
-def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path, settings: argparse.Namespace) -> dict:
+def stages(settings: argparse.Namespace, new_rows: bool) -> list[dict]:
+    """One full stage, or (expanded model, --new-rows-steps) new rows only at --new-rows-lr first: same steps in all."""
+    if not (new_rows and settings.new_rows_steps):
+        return [{"name": "full", "steps": settings.steps, "trainable": "all"}]
+    return [{"name": "new-rows", "steps": settings.new_rows_steps, "trainable": "embeddings", "new_rows_only": True,
+             "lr": settings.new_rows_lr, "min_lr": settings.new_rows_lr / 10, "warmup_steps": 1},
+            {"name": "full", "steps": settings.steps - settings.new_rows_steps, "trainable": "all"}]
+
+
+def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path, settings: argparse.Namespace,
+          base_vocab_size: int | None = None) -> dict:
     import yaml
 
     run_dir = work / f"run-{name}"
     config = work / f"pretrain-{name}.yaml"
     config.write_text(yaml.safe_dump({"pretrain": {
         "tokenizer": str(tokenizer_dir),
+        "stages": stages(settings, base_vocab_size is not None),
         "init": {"megatron_checkpoint": str(megatron)},
         "parallel": {"tensor": settings.tensor_parallel, "pipeline": 1},
         "micro_batch_size": settings.micro_batch, "global_batch_size": settings.micro_batch,
@@ -107,7 +118,7 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path
         "eval": {"interval": 0, "iters": 1},
         "checkpoint": {"dir": str(run_dir), "interval": settings.steps, "keep_last": 1},
         "log": {"interval": 1},
-    }}))
+    }, "model": {"base_vocab_size": base_vocab_size}}))
     started = time.perf_counter()
     sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", str(REPO / "pretrain" / "train.py"), str(config))
     seconds = time.perf_counter() - started
@@ -156,7 +167,7 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
         sh("-m", "checkpoints.convert", "--to", "megatron", "--input", str(model), "--output", str(megatron), "--overwrite",
            "--make-vocab-size-divisible-by", str(128 * settings.tensor_parallel))
         data = tokenize(corpus, tokenizer, work / f"tokenized-{name}")
-        trained = train(work, name, tokenizer, megatron, data, settings)
+        trained = train(work, name, tokenizer, megatron, data, settings, 49152 if name == "expanded-fvt" else None)
         after[name] = bits_per_char(trained["hf"], tokenizer, texts, settings.context)
         runs[name] = {k: v for k, v in trained.items() if k != "hf"}
     return {
@@ -190,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tensor-parallel", type=int, default=3,
                         help="TP of the CPT (default %(default)s: SmolLM2-135M's 9 heads and 3 KV heads rule out 2)")
     parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--new-rows-steps", type=int, default=0,
+                        help="expanded model only: first train only the new rows for this many of --steps (default %(default)s)")
+    parser.add_argument("--new-rows-lr", type=float, default=3e-3, help="peak lr of that stage (default %(default)s)")
     parser.add_argument("--train-lines", type=int, default=6000, help="ko-train lines in the CPT corpus (default %(default)s)")
     parser.add_argument("--eval-docs", type=int, default=40, help="held-out documents per language (default %(default)s)")
     parser.add_argument("--context", type=int, default=256, help="scoring window in tokens (default %(default)s)")

@@ -77,9 +77,19 @@ def test_max_added_fresh_bpe_and_refusals(smol, merged, tmp_path, capsys):
     tok_dir, report, _ = merged
     learned = Path(report["tokenizer"]).parent / "ko8k.json"
     assert merge_cmd.main(["--base", str(smol / "tokenizer.json"), "--add", str(learned), "--output", str(tmp_path / "small"),
-                           "--max-added", "500", "--eval-code-files", "0", "--eval-max-lines", "50"]) == 0
+                           "--max-added", "500", "--eval-code-files", "0", "--eval-max-lines", "50",
+                           "--add-special", "<|ko|>", "<|en|>"]) == 0
     small = json.loads((tmp_path / "small" / "report.json").read_text())
     assert small["vocab"]["added_tokens"] == 500 and not small["defects"]
+    # --add-special: control tokens after the Korean merges, one id each, special to AutoTokenizer
+    assert small["vocab"]["added_special"] == 2 and small["vocab"]["total"] == 49152 + 502
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(tmp_path / "small")
+    assert len(hf) == 49152 + 502 and hf.convert_tokens_to_ids(["<|ko|>", "<|en|>"]) == [49652, 49653]
+    ids = hf.encode("<|ko|>안녕하세요<|en|>hello")
+    assert ids[0] == 49652 and 49653 in ids and hf.decode(ids, skip_special_tokens=True) == "안녕하세요hello"
+    assert {"<|ko|>", "<|en|>", "<|im_start|>"} <= set(hf.all_special_tokens)
     # --bpe-method fresh: a new BPE under SmolLM2's pre-tokenizer, filtered by the merge.
     assert train_cmd.main(["--input", str(KO_TRAIN), "--vocab-size", "3000", "--output", str(tmp_path / "fresh"),
                            "--base", str(smol), "--bpe-method", "fresh", "--sample-size", "20000"]) == 0
@@ -94,6 +104,8 @@ def test_max_added_fresh_bpe_and_refusals(smol, merged, tmp_path, capsys):
         (["--add", str(tmp_path / "x.model"), "--output", out], "takes PREFIX.json"),
         (["--add", str(learned), "--mode", "chinese-llama", "--output", out], "--mode safe"),
         (["--add", str(learned), "--output", str(tok_dir)], "not empty"),
+        (["--add", str(learned), "--output", out, "--add-special", "<|im_start|>"], "already a token"),
+        (["--add", str(learned), "--output", out, "--add-special", "<|x|>", "<|x|>"], "named twice"),
     ]:
         assert merge_cmd.main(["--base", str(smol), *argv]) == 2
         err = capsys.readouterr().err

@@ -116,6 +116,10 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
                        f"(present {stats.skipped_already_present:,}, not Hangul {stats.skipped_not_script:,}, "
                        f"missing part {stats.skipped_missing_part:,}, unreachable {stats.unreachable_dropped:,})")
     next_id = stats.first_added_id + stats.added
+    taken = set(merged_spec["model"]["vocab"]) | {t["content"] for t in merged_spec["added_tokens"]}
+    for token in config.add_special:
+        if token in taken or config.add_special.count(token) > 1:
+            raise BadInput(f"--add-special {token!r}: already a token of the merged vocabulary or named twice")
     for k, token in enumerate(config.add_special):
         merged_spec["added_tokens"].append({"id": next_id + k, "content": token, "single_word": False, "lstrip": False,
                                             "rstrip": False, "normalized": False, "special": True})
