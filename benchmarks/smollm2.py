@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python benchmarks/smollm2.py`: import the package, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from stagekit.paths import EN_HELDOUT, KO_HELDOUT, KO_TRAIN, REPO
+from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, REPO
 
 PYTHON = sys.executable
 INITS = ("fvt", "mean", "random")
@@ -58,7 +59,6 @@ def bits_per_char(model_dir: Path, tokenizer_dir: Path, texts: dict[str, list[st
 
 def hf_default_resize(base: Path, tokenizer_dir: Path, vocab_size: int, out: Path) -> Path:
     """transformers' own resize (new rows sampled around the old rows' mean and covariance)."""
-    import shutil
 
     import torch
     from transformers import LlamaForCausalLM
@@ -100,11 +100,12 @@ def stages(settings: argparse.Namespace, new_rows: bool) -> list[dict]:
             {"name": "full", "steps": settings.steps - settings.new_rows_steps, "trainable": "all"}]
 
 
-def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path, settings: argparse.Namespace,
+def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, blend: list[dict], settings: argparse.Namespace,
           base_vocab_size: int | None = None) -> dict:
     import yaml
 
     run_dir = work / f"run-{name}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an old checkpoint there would be resumed
     config = work / f"pretrain-{name}.yaml"
     config.write_text(yaml.safe_dump({"pretrain": {
         "tokenizer": str(tokenizer_dir),
@@ -114,8 +115,8 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path
         "micro_batch_size": settings.micro_batch, "global_batch_size": settings.micro_batch,
         "seq_length": settings.seq_length, "train_steps": settings.steps,
         "optimizer": {"lr": settings.lr, "min_lr": settings.lr / 10, "warmup_steps": 1},
-        "data": {"blend": [{"path": str(data)}], "split": "98,2,0"},
-        "eval": {"interval": 0, "iters": 1},
+        "data": {"blend": blend, "split": "98,2,0"},
+        "eval": {"interval": settings.eval_interval, "iters": settings.eval_iters},
         "checkpoint": {"dir": str(run_dir), "interval": settings.steps, "keep_last": 1},
         "log": {"interval": 1},
     }, "model": {"base_vocab_size": base_vocab_size}}))
@@ -123,11 +124,13 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, data: Path
     sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", str(REPO / "pretrain" / "train.py"), str(config))
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # validation bits/char along the way (Korean and replay windows of the held-back 2% of documents)
+    curve = [(r["step"], r["val_bpc"]) for r in records if "val_bpc" in r]
     back = work / f"{name}-cpt-hf"
     sh("-m", "checkpoints.convert", "--to", "hf", "--input", str(run_dir), "--output", str(back),
        "--tokenizer", str(tokenizer_dir), "--overwrite")
     return {"hf": back, "seconds": seconds, "first_loss": records[0].get("loss"), "last_loss": records[-1].get("loss"),
-            "tokens": settings.steps * settings.micro_batch * settings.seq_length}
+            "tokens": settings.steps * settings.micro_batch * settings.seq_length, "val_bpc": curve}
 
 
 def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
@@ -160,14 +163,21 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
     corpus = work / "ko-corpus"
     if not (corpus / "manifest.json").is_file():
         write_texts_as_corpus(corpus, korean_training_texts(settings.train_lines), 2, "ko-train")
+    english = work / "en-corpus"  # English replay: Tiny Shakespeare's speeches (not the English news scored)
+    if settings.english_replay and not (english / "manifest.json").is_file():
+        speeches = [s.strip() for s in EN_SHAKESPEARE.read_text(encoding="utf-8").split("\n\n") if s.strip()]
+        write_texts_as_corpus(english, speeches, 2, "tinyshakespeare")
     after = {}
     runs = {}
     for name, (model, tokenizer) in (("expanded-fvt", models["fvt"]), ("unexpanded", models["base"])):
         megatron = work / f"{name}-megatron"
         sh("-m", "checkpoints.convert", "--to", "megatron", "--input", str(model), "--output", str(megatron), "--overwrite",
            "--make-vocab-size-divisible-by", str(128 * settings.tensor_parallel))
-        data = tokenize(corpus, tokenizer, work / f"tokenized-{name}")
-        trained = train(work, name, tokenizer, megatron, data, settings, 49152 if name == "expanded-fvt" else None)
+        blend = [{"path": str(tokenize(corpus, tokenizer, work / f"tokenized-{name}")), "weight": 1 - settings.english_replay}]
+        if settings.english_replay:
+            blend.append({"path": str(tokenize(english, tokenizer, work / f"tokenized-en-{name}")),
+                          "weight": settings.english_replay})
+        trained = train(work, name, tokenizer, megatron, blend, settings, 49152 if name == "expanded-fvt" else None)
         after[name] = bits_per_char(trained["hf"], tokenizer, texts, settings.context)
         runs[name] = {k: v for k, v in trained.items() if k != "hf"}
     return {
@@ -195,15 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kocpt-smollm2"), help="intermediate files (reused)")
     parser.add_argument("--ko-vocab", type=int, default=6000, help="merges learned on ko-train (default %(default)s)")
     parser.add_argument("--max-added", type=int, default=4000, help="Korean tokens added (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=20, help="CPT steps for each model (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=200, help="CPT steps for each model (default %(default)s)")
     parser.add_argument("--micro-batch", type=int, default=4, help="sequences per step (default %(default)s)")
     parser.add_argument("--seq-length", type=int, default=128, help="(default %(default)s)")
     parser.add_argument("--tensor-parallel", type=int, default=3,
                         help="TP of the CPT (default %(default)s: SmolLM2-135M's 9 heads and 3 KV heads rule out 2)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default %(default)s)")
     parser.add_argument("--new-rows-steps", type=int, default=0,
                         help="expanded model only: first train only the new rows for this many of --steps (default %(default)s)")
     parser.add_argument("--new-rows-lr", type=float, default=3e-3, help="peak lr of that stage (default %(default)s)")
+    parser.add_argument("--english-replay", type=float, default=0.05,
+                        help="share of English (Tiny Shakespeare) in the CPT blend, as configs/llama2-7b.yaml (default %(default)s)")
+    parser.add_argument("--eval-interval", type=int, default=25, help="validation bits/char every N steps (0: at the end)")
+    parser.add_argument("--eval-iters", type=int, default=2, help="validation batches each time (default %(default)s)")
     parser.add_argument("--train-lines", type=int, default=6000, help="ko-train lines in the CPT corpus (default %(default)s)")
     parser.add_argument("--eval-docs", type=int, default=40, help="held-out documents per language (default %(default)s)")
     parser.add_argument("--context", type=int, default=256, help="scoring window in tokens (default %(default)s)")

@@ -78,6 +78,13 @@ class StageConfig:
         warmup = self.warmup_steps if self.warmup_steps is not None else optimizer.warmup_steps
         return lr, min_lr, warmup
 
+    def scheduler_settings(self, optimizer: "OptimizerSettings") -> dict:
+        """This stage's Megatron OptimizerParamScheduler settings, keyed as in its state_dict."""
+        lr, min_lr, warmup = self.schedule(optimizer)
+        return {"max_lr": lr, "min_lr": min_lr, "lr_warmup_steps": warmup, "lr_decay_steps": self.steps,
+                "lr_decay_style": optimizer.decay_style, "start_wd": optimizer.weight_decay,
+                "end_wd": optimizer.weight_decay, "wd_incr_steps": self.steps, "wd_incr_style": "constant"}
+
 
 @dataclass
 class BlendEntry:
@@ -94,12 +101,19 @@ class DataConfig:
     cache_dir: str | None = None  # GPTDataset index cache; default: <checkpoint.dir>/data_cache
 
 
+RESUME_SCHEDULE = ("refuse", "checkpoint", "config")
+
+
 @dataclass
 class CheckpointConfig:
     dir: str = "pretrain-output"
     interval: int = 100  # steps; 0 = only at the end (and on signals)
     keep_last: int = 3
     load: str | None = None  # resume from another run: its dir (uses latest) or an iter_* dir
+    # Resuming mid-stage with a different lr schedule (lr, min_lr, warmup, steps, decay, weight decay)
+    # than the checkpoint's: refuse (Megatron-LM's default), keep the checkpoint's (Megatron-LM's
+    # --use-checkpoint-opt_param-scheduler) or take this config's from the resumed step (--override-opt_param-scheduler).
+    resume_schedule: str = "refuse"  # refuse | checkpoint | config
 
 
 @dataclass
@@ -255,6 +269,9 @@ def validate_static(run: RunConfig) -> None:
         split = []
     if len(split) != 3 or any(x < 0 for x in split) or split[0] <= 0:
         raise ConfigError(f"pretrain.data.split: expected 'train,valid,test' weights, got {config.data.split!r}")
+    if config.checkpoint.resume_schedule not in RESUME_SCHEDULE:
+        raise ConfigError(f"pretrain.checkpoint.resume_schedule: {', '.join(RESUME_SCHEDULE)}, "
+                          f"got {config.checkpoint.resume_schedule!r}")
     if config.checkpoint.keep_last < 1:
         raise ConfigError(f"pretrain.checkpoint.keep_last: must be >= 1, got {config.checkpoint.keep_last}")
     for index, stage in enumerate(config.stages):

@@ -99,6 +99,38 @@ def _model_source(settings: RunConfig, encoder: TokenEncoder, init_kind: str, in
     return shape, None, "model section"
 
 
+# Megatron's scheduler keys, as the config names them
+_SCHEDULE_KEYS = {"max_lr": "lr", "min_lr": "min_lr", "lr_warmup_steps": "warmup_steps", "lr_decay_steps": "steps",
+                  "lr_decay_style": "decay_style", "start_wd": "weight_decay", "end_wd": "weight_decay",
+                  "wd_incr_steps": "steps", "wd_incr_style": "weight decay style"}
+
+
+def _refuse_changed_schedule(config, stages, ends: list[int], resume_from: Path) -> None:
+    """A checkpoint taken inside a stage carries that stage's lr schedule; resuming it with another
+    (a longer run, a new lr) is refused until checkpoint.resume_schedule says which one wins."""
+    from pretrain.checkpointing import load_common
+
+    try:
+        common = load_common(resume_from)
+        step, stage_index, stored = common["train_state"]["step"], common["train_state"]["stage"], common["scheduler"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable common state is the same one-line refusal
+        raise ConfigError(f"pretrain.checkpoint: {resume_from}: cannot read its training state ({exc})") from None
+    index = next((k for k, end in enumerate(ends) if step < end), None)
+    if index is None or index != stage_index:
+        return  # finished, or a new stage starts with its own schedule
+    expected = stages[index].scheduler_settings(config.optimizer)
+    changed = {}
+    for key, value in expected.items():
+        if key in stored and stored[key] != value:
+            changed.setdefault(_SCHEDULE_KEYS[key], f"{stored[key]} -> {value}")
+    if changed:
+        raise ConfigError(
+            f"{resume_from}: stage {index} ({stages[index].name}) would resume at step {step} with another lr schedule "
+            f"than its checkpoint's ({', '.join(f'{k} {v}' for k, v in changed.items())}); set "
+            f"pretrain.checkpoint.resume_schedule=config to use this config's from step {step}, or =checkpoint to keep the checkpoint's"
+        )
+
+
 def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> TrainingRun:
     """All checks that need no process group. Raises ConfigError with a one-line message."""
     from pretrain.data import expand_blend
@@ -170,6 +202,8 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
             raise ConfigError(f"pretrain stage {index} ({stage.name}): warmup_steps {warmup} must be < its {stage.steps} steps")
         total += stage.steps
         ends.append(total)
+    if resume_from is not None and config.checkpoint.resume_schedule == "refuse":
+        _refuse_changed_schedule(config, stages, ends, resume_from)
     on_gpu = torch.cuda.is_available()
     precision = config.precision if config.precision != "auto" else ("bf16" if on_gpu else "fp32")
     if precision == "bf16" and not on_gpu:

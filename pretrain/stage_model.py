@@ -86,18 +86,16 @@ def build_stage(run: TrainingRun, stage: StageConfig, *, use_transformer_engine:
         # (names seen through the DDP wrapper: "module.embedding.word_embeddings.weight")
         overrides[ParamKey(name=tuple("*" + name for name in EMBEDDING_PARAMS))] = {"wd_mult": 0.0}
     optimizer = get_megatron_optimizer(optimizer_config, [ddp], config_overrides=overrides)
+    # On resume, Megatron-core's default (use_checkpoint_opt_param_scheduler=True) would keep the
+    # checkpoint's schedule and silently drop this config's; resolve.py has already refused a
+    # difference unless checkpoint.resume_schedule says which one wins.
+    policy = config.checkpoint.resume_schedule
     scheduler = OptimizerParamScheduler(
         optimizer,
         init_lr=0.0,
-        max_lr=lr,
-        min_lr=min_lr,
-        lr_warmup_steps=warmup,
-        lr_decay_steps=stage.steps,
-        lr_decay_style=opt.decay_style,
-        start_wd=opt.weight_decay,
-        end_wd=opt.weight_decay,
-        wd_incr_steps=stage.steps,
-        wd_incr_style="constant",
+        **stage.scheduler_settings(opt),
+        use_checkpoint_opt_param_scheduler=policy == "checkpoint",
+        override_opt_param_scheduler=policy == "config",
     )
     model.config.finalize_model_grads_func = finalize_model_grads
     model.config.no_sync_func = ddp.no_sync

@@ -226,3 +226,28 @@ def test_hf_and_converted_checkpoint_inits_give_the_same_first_loss(reference, t
         losses[kind] = [metrics(run_dir)[step]["loss"] for step in (1, 2)]
     assert losses["hf"] == pytest.approx(losses["megatron_checkpoint"], abs=1e-6)
     assert losses["hf"][0] < 11.0  # a trained-from-scratch-random HF model on real text, not NaN
+
+
+@pytest.mark.slow
+def test_resuming_with_another_schedule_is_refused_until_told_which_wins(reference, tmp_path):
+    """Megatron-core keeps a checkpoint's lr schedule by default, so a longer run or a new lr was
+    silently ignored; now it is refused, and checkpoint.resume_schedule picks the checkpoint's or the config's."""
+    config, reference_dir = reference
+    sets = [f"--set=checkpoint.load={reference_dir / 'iter_0000002'}", "--set=train_steps=8", "--set=optimizer.lr=2e-3"]
+    refused = subprocess.run([*TRAIN, str(config), f"--set=checkpoint.dir={tmp_path / 'refused'}", *sets],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    error = [line for line in refused.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and "lr 0.001 -> 0.002, steps 5 -> 8" in error[0] and "resume_schedule=config" in error[0]
+    assert not (tmp_path / "refused" / "metrics.jsonl").exists()
+
+    want = metrics(reference_dir)
+    kept, taken = tmp_path / "checkpoint", tmp_path / "config"
+    run([*TRAIN, str(config), f"--set=checkpoint.dir={kept}", *sets, "--set=checkpoint.resume_schedule=checkpoint",
+         "--set=train_steps=5"])
+    assert [metrics(kept)[s]["lr"] for s in (3, 4, 5)] == pytest.approx([want[s]["lr"] for s in (3, 4, 5)], rel=1e-9)
+    run([*TRAIN, str(config), f"--set=checkpoint.dir={taken}", *sets, "--set=checkpoint.resume_schedule=config"])
+    got = metrics(taken)
+    assert sorted(got) == [3, 4, 5, 6, 7, 8]
+    # this config's cosine from 2e-3 over 8 steps (1 warmup), continued at step 3; the checkpoint's was 1e-3 over 5
+    assert got[3]["lr"] > 1.5 * want[3]["lr"] and got[8]["lr"] == pytest.approx(1e-4, rel=1e-6)
