@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -150,19 +151,33 @@ def test_korean_merges_on_llama3_keep_every_base_id(llama3, meta, merged):
     assert (tok_dir / "LLAMA3_NOTICE.txt").is_file()
 
 
+def tiny_llama(path: Path, rows: int, tokenizer: Path) -> Path:
+    """A random one-layer Llama with `rows` vocabulary rows and Llama-3's tokenizer beside it."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=rows, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False, rope_theta=500000.0,
+                         bos_token_id=128000, eos_token_id=128001)
+    LlamaForCausalLM(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(path)
+    return path
+
+
 @pytest.mark.slow
-def test_resize_keeps_rows_equal_to_ids_for_llama3(llama3, merged, tmp_path, capsys):
-    """A tiny Llama with Llama-3's 128,256 rows (BPE tokens + specials): the new rows start at 128,256."""
+def test_resize_keeps_rows_equal_to_ids_and_exports_gguf_as_llama_bpe(llama3, merged, tmp_path, capsys):
+    """A tiny Llama with Llama-3's 128,256 rows (BPE tokens + specials): the new rows start at 128,256, and
+    llama.cpp's converter still recognizes the pre-tokenizer as Llama-3's ("llama-bpe") and gives HF's ids."""
     from safetensors import safe_open
     from tokenizers import Tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from serving.gguf_export import converter
+    from serving.gguf_export import main as export_gguf
+    from tests.test_gguf_export import ensure_llama_cpp
 
     tok_dir, report, _ = merged
-    for rows, name in [(BASE_IDS, "tiny"), (128000, "short")]:
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=rows, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                             num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
-        LlamaForCausalLM(config).save_pretrained(tmp_path / name)
+    tiny_llama(tmp_path / "tiny", BASE_IDS, llama3)
+    tiny_llama(tmp_path / "short", 128000, llama3)
     capsys.readouterr()
     assert resize_cmd.main(["--model", str(tmp_path / "short"), "--tokenizer", str(tok_dir),
                             "--base-tokenizer", str(llama3), "--output", str(tmp_path / "bad")]) == 2
@@ -173,9 +188,26 @@ def test_resize_keeps_rows_equal_to_ids_for_llama3(llama3, merged, tmp_path, cap
     with safe_open(str(tmp_path / "tiny" / "model.safetensors"), "pt") as f, \
             safe_open(str(tmp_path / "big" / "model.safetensors"), "pt") as g:
         old, new = f.get_tensor("model.embed_tokens.weight"), g.get_tensor("model.embed_tokens.weight")
-    assert new.shape == (BASE_IDS + 4000, 16) and torch.equal(new[:BASE_IDS], old)
+    assert new.shape == (BASE_IDS + 4000, 64) and torch.equal(new[:BASE_IDS], old)
     ours = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     new_id = BASE_IDS  # the first Korean merge
     spelled = Tokenizer.from_file(str(llama3 / "tokenizer.json")).model.tokenize(ours.id_to_token(new_id))
     assert len(spelled) > 1 and all(t.id < 128000 for t in spelled)
     assert torch.allclose(new[new_id], old[[t.id for t in spelled]].mean(0))
+    ensure_llama_cpp()
+    out = tmp_path / "ko.gguf"
+    assert export_gguf(["--model", str(tmp_path / "big"), "--output", str(out), "--outtype", "f32",
+                        "--texts", str(KO_HELDOUT), "--texts", str(EN_HELDOUT)], prog="kocpt export gguf") == 0
+    printed = capsys.readouterr().out
+    assert "defects: none" in printed and "declared as" not in printed, printed
+    assert re.search(r"token ids == \S+ on (\d+) of \1 encodings", printed), printed
+    sys.path.insert(0, str(converter(None)[1]))
+    try:
+        from gguf import GGUFReader
+    finally:
+        sys.path.pop(0)
+    fields = GGUFReader(str(out)).fields
+    pre, types = fields["tokenizer.ggml.pre"], fields["tokenizer.ggml.token_type"]
+    assert bytes(pre.parts[pre.data[0]]).decode() == "llama-bpe"
+    control = [k for k, i in enumerate(types.data) if int(types.parts[i][0]) == 3]  # llama.cpp's CONTROL
+    assert control == list(range(128000, BASE_IDS))

@@ -79,7 +79,10 @@ def build_tokenizer(ranks_file: Path, pattern: str, specials: list[str]):
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    backend = TikTokenConverter(vocab_file=str(ranks_file), pattern=pattern, extra_special_tokens=specials).converted()
+    try:
+        backend = TikTokenConverter(vocab_file=str(ranks_file), pattern=pattern, extra_special_tokens=specials).converted()
+    except ValueError as exc:  # e.g. tiktoken missing, or a ranks file it cannot read
+        raise BadInput(f"{ranks_file}: transformers cannot convert it ({str(exc).splitlines()[0]})") from None
     ids = [backend.token_to_id(t) for t in specials]
     if ids != list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(specials))):
         raise BadInput(f"{ranks_file}: the special tokens got ids {ids[0]}..{ids[-1]}, not {FIRST_SPECIAL_ID}.. "
