@@ -175,7 +175,7 @@ def append_merges(spec: dict, pairs: list[tuple[str, str]]) -> int:
             if vocab.setdefault(special["content"], special["id"]) != special["id"]:
                 raise BadInput(f"added token {special['content']!r} has id {special['id']} but the model gives it "
                                f"{vocab[special['content']]}")
-    next_id = 1 + max(vocab.values(), default=-1)
+    next_id = 1 + max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens") or [])], default=-1)
     if pairs and sorted(vocab.values()) != list(range(next_id)):
         raise BadInput(f"the base's ids are not 0..{next_id - 1} without gaps, so added ids would not stay where they are put")
     as_lists = bool(model["merges"]) and not isinstance(model["merges"][0], str)
