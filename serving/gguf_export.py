@@ -29,14 +29,11 @@ if __package__ in (None, ""):  # `python serving/gguf_export.py`: import the pac
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from serving import BadInput
+from stagekit.wheels import cache_dir
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp's sources, converter included
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 _SOURCES = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("KOCPT_CACHE") or Path.home() / ".cache" / "kocpt")
 
 
 def llama_cpp_sources(cache: Path | None = None) -> Path:

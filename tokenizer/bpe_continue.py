@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tokenizer.bpe_merge import has_digit, is_korean_token
+from tokenizer.bpe_merge import append_merges, has_digit, is_korean_token
 
 
 @lru_cache(maxsize=None)
@@ -97,10 +97,5 @@ def continue_merges(sentences: list[str], base_json: Path, n_merges: int, min_fr
 def continued_tokenizer_json(base_json: Path, merges: list[tuple[str, str]]) -> str:
     """PREFIX.json: the base's tokenizer.json with the continued merges and their tokens appended."""
     spec = json.loads(Path(base_json).read_text(encoding="utf-8"))
-    model = spec["model"]
-    as_lists = bool(model["merges"]) and not isinstance(model["merges"][0], str)
-    next_id = 1 + max([*model["vocab"].values(), *(t["id"] for t in spec.get("added_tokens", []))])
-    for k, (left, right) in enumerate(merges):
-        model["vocab"][left + right] = next_id + k
-        model["merges"].append([left, right] if as_lists else f"{left} {right}")
+    append_merges(spec, merges)
     return json.dumps(spec, ensure_ascii=False)

@@ -127,12 +127,9 @@ def read_learned(path: str | Path) -> list[tuple[str, str]]:
 
 def merge_byte_level(base_spec: dict, learned: list[tuple[str, str]], max_added: int = 0) -> tuple[dict, BpeMergeStats]:
     """The base tokenizer.json (as a dict) with the safe Korean merges appended; see the module doc."""
-    from tokenizers import Tokenizer
-
     spec = json.loads(json.dumps(base_spec))
     model = spec["model"]
     vocab: dict[str, int] = model["vocab"]
-    as_lists = bool(model["merges"]) and not isinstance(model["merges"][0], str)
     base_pairs = {_merge_pair(m) for m in model["merges"]}
     stats = BpeMergeStats(base_vocab=len(vocab), base_merges=len(model["merges"]),
                           learned_merges=sum(pair not in base_pairs for pair in learned))
@@ -156,28 +153,53 @@ def merge_byte_level(base_spec: dict, learned: list[tuple[str, str]], max_added:
         else:
             kept.append((left, right))
             known.add(token)
-    kept = _reachable(spec, kept, stats, Tokenizer)
-    next_id = 1 + max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens", []))])
-    stats.first_added_id = next_id
-    for k, (left, right) in enumerate(kept):
-        vocab[left + right] = next_id + k
-        model["merges"].append([left, right] if as_lists else f"{left} {right}")
+    kept = _reachable(spec, kept, stats)
+    stats.first_added_id = append_merges(spec, kept)
     stats.added = len(kept)
     stats.added_examples = [_bytes_of(a + b).decode("utf-8", "replace") for a, b in kept[:: max(1, len(kept) // 12)]][:12]
     return spec, stats
 
 
-def _reachable(spec: dict, kept: list[tuple[str, str]], stats: BpeMergeStats, tokenizer_cls) -> list[tuple[str, str]]:
+def append_merges(spec: dict, pairs: list[tuple[str, str]]) -> int:
+    """Append `pairs` to the tokenizer.json `spec` (in place): their tokens after every base id, their merges
+    after every base merge. Returns the first new id.
+
+    `tokenizers` does not keep an added token's serialized id: on load, one missing from the model's vocabulary
+    gets the next id after it. Llama-3's 256 specials (ids 128000..128255, after its 128,000 BPE tokens) would
+    so move onto the Korean ids; they are first written into the model's vocabulary at their own ids (as
+    SmolLM2's already are), which the base's tokenization does not notice (they are matched before the model)."""
+    model = spec["model"]
+    vocab: dict[str, int] = model["vocab"]
+    if pairs:
+        for special in spec.get("added_tokens") or []:
+            if vocab.setdefault(special["content"], special["id"]) != special["id"]:
+                raise BadInput(f"added token {special['content']!r} has id {special['id']} but the model gives it "
+                               f"{vocab[special['content']]}")
+    next_id = 1 + max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens") or [])], default=-1)
+    if pairs and sorted(vocab.values()) != list(range(next_id)):
+        raise BadInput(f"the base's ids are not 0..{next_id - 1} without gaps, so added ids would not stay where they are put")
+    as_lists = bool(model["merges"]) and not isinstance(model["merges"][0], str)
+    for k, (left, right) in enumerate(pairs):
+        vocab[left + right] = next_id + k
+        model["merges"].append([left, right] if as_lists else f"{left} {right}")
+    return next_id
+
+
+def merges_only(spec: dict):
+    """The BPE model of `spec` without `ignore_merges` (Llama-3 sets it: a word that is a token is taken whole),
+    so that `tokenize(token)` says whether the merges themselves build the token from its bytes."""
+    from tokenizers import Tokenizer
+
+    model = dict(spec["model"], ignore_merges=False)
+    return Tokenizer.from_str(json.dumps(dict(spec, model=model))).model
+
+
+def _reachable(spec: dict, kept: list[tuple[str, str]], stats: BpeMergeStats) -> list[tuple[str, str]]:
     """Drop added tokens BPE does not produce from their own bytes, and the merges built on them, to a fixpoint."""
     while True:
         trial = json.loads(json.dumps(spec))
-        vocab = trial["model"]["vocab"]
-        as_lists = bool(trial["model"]["merges"]) and not isinstance(trial["model"]["merges"][0], str)
-        next_id = 1 + max([*vocab.values(), *(t["id"] for t in trial.get("added_tokens", []))])
-        for k, (a, b) in enumerate(kept):
-            vocab[a + b] = next_id + k
-            trial["model"]["merges"].append([a, b] if as_lists else f"{a} {b}")
-        model = tokenizer_cls.from_str(json.dumps(trial)).model
+        append_merges(trial, kept)
+        model = merges_only(trial)
         dead = {a + b for a, b in kept if [t.value for t in model.tokenize(a + b)] != [a + b]}
         if not dead:
             return kept

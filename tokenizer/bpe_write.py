@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stagekit.outputs import publish_directory
 from tokenizer import BadInput
-from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
+from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, merges_only, read_learned
 from tokenizer.report import PROBES, read_lines, stdlib_code_lines
 
 _NOT_COPIED = {"tokenizer.json", "report.json"}
@@ -60,7 +60,7 @@ def verify(staging: Path, base_spec: dict, merged_spec: dict, stats: BpeMergeSta
     moved = [t for t, i in base_vocab.items() if merged_vocab.get(t) != i]
     if moved:
         defects.append(f"{len(moved)} base tokens changed id (e.g. {moved[0]!r})")
-    model = merged.model
+    model = merges_only(merged_spec)
     added = [t for t, i in merged_spec["model"]["vocab"].items() if i >= stats.first_added_id]
     unreachable = [t for t in added if [x.value for x in model.tokenize(t)] != [t]]
     if unreachable:
