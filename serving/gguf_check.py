@@ -108,15 +108,15 @@ def check_gguf(gguf: str | Path, model_dir: str | Path, text_files: list[str] = 
     if not gguf.is_file():
         raise BadInput(f"{gguf}: no such GGUF file")
     if (model_dir / "tokenizer.model").is_file():
-        sp = spm.SentencePieceProcessor(model_file=str(model_dir / "tokenizer.model"))
+        sp, reference = spm.SentencePieceProcessor(model_file=str(model_dir / "tokenizer.model")), "SentencePiece"
     else:
-        sp = HFIds(model_dir)  # byte-level BPE: Hugging Face's ids are the reference
+        sp, reference = HFIds(model_dir), "tokenizer.json"  # byte-level BPE: Hugging Face's ids are the reference
     texts = dict(PROBES)
     for file in text_files:
         texts[f"file {file}"] = read_lines(file, max_lines)
     vocab_llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     rows = int(json.loads((model_dir / "config.json").read_text())["vocab_size"])
-    report = {"gguf": str(gguf), "model": str(model_dir), "llama_cpp_python": llama_cpp.__version__,
+    report = {"gguf": str(gguf), "model": str(model_dir), "llama_cpp_python": llama_cpp.__version__, "reference": reference,
               "vocab": {"gguf": vocab_llm.n_vocab(), "tokenizer_model": sp.get_piece_size(), "model_rows": rows},
               "ids": compare_token_ids(vocab_llm, sp, texts),
               "log_probs": compare_log_probs(gguf, model_dir, sp, PROMPTS)}
@@ -126,7 +126,7 @@ def check_gguf(gguf: str | Path, model_dir: str | Path, text_files: list[str] = 
     if len(set(report["vocab"].values())) != 1:
         defects.append(f"vocabulary sizes differ: {report['vocab']}")
     if report["ids"]["disagreements"]:
-        defects.append(f"llama.cpp ids differ from SentencePiece on {len(report['ids']['disagreements'])} of "
+        defects.append(f"llama.cpp ids differ from {reference} on {len(report['ids']['disagreements'])} of "
                        f"{report['ids']['encodings']} encodings")
     tolerance = report["log_probs"]["tolerance"]
     if tolerance is not None and report["log_probs"]["max_abs_diff"] > tolerance:
@@ -139,9 +139,9 @@ def check_gguf(gguf: str | Path, model_dir: str | Path, text_files: list[str] = 
 def summary_lines(report: dict) -> list[str]:
     ids, log_probs, vocab = report["ids"], report["log_probs"], report["vocab"]
     lines = [f"llama.cpp (llama-cpp-python {report['llama_cpp_python']}) on {report['gguf']}:",
-             f"  vocabulary: GGUF {vocab['gguf']:,}, tokenizer.model {vocab['tokenizer_model']:,}, model rows {vocab['model_rows']:,}",
-             f"  token ids == SentencePiece on {ids['encodings'] - len(ids['disagreements'])} of {ids['encodings']} encodings"]
-    lines += [f"    {d['kind']}: {d['text']!r}: sentencepiece {d['sentencepiece']} llama.cpp {d['llama_cpp']}"
+             f"  vocabulary: GGUF {vocab['gguf']:,}, tokenizer {vocab['tokenizer_model']:,}, model rows {vocab['model_rows']:,}",
+             f"  token ids == {report.get('reference', 'SentencePiece')} on {ids['encodings'] - len(ids['disagreements'])} of {ids['encodings']} encodings"]
+    lines += [f"    {d['kind']}: {d['text']!r}: {report.get('reference', 'SentencePiece')} {d['sentencepiece']} llama.cpp {d['llama_cpp']}"
               for d in ids["disagreements"]]
     lines.append(f"  next-token log-probabilities vs the HF model ({log_probs['file_type']}): max |diff| "
                  f"{log_probs['max_abs_diff']:.3g} nats over {sum(p['tokens'] for p in log_probs['prompts'])} positions"
