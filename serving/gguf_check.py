@@ -137,11 +137,11 @@ def check_gguf(gguf: str | Path, model_dir: str | Path, text_files: list[str] = 
 
 
 def summary_lines(report: dict) -> list[str]:
-    ids, log_probs, vocab = report["ids"], report["log_probs"], report["vocab"]
+    ids, log_probs, vocab, reference = report["ids"], report["log_probs"], report["vocab"], report["reference"]
     lines = [f"llama.cpp (llama-cpp-python {report['llama_cpp_python']}) on {report['gguf']}:",
              f"  vocabulary: GGUF {vocab['gguf']:,}, tokenizer {vocab['tokenizer_model']:,}, model rows {vocab['model_rows']:,}",
-             f"  token ids == {report.get('reference', 'SentencePiece')} on {ids['encodings'] - len(ids['disagreements'])} of {ids['encodings']} encodings"]
-    lines += [f"    {d['kind']}: {d['text']!r}: {report.get('reference', 'SentencePiece')} {d['sentencepiece']} llama.cpp {d['llama_cpp']}"
+             f"  token ids == {reference} on {ids['encodings'] - len(ids['disagreements'])} of {ids['encodings']} encodings"]
+    lines += [f"    {d['kind']}: {d['text']!r}: {reference} {d['sentencepiece']} llama.cpp {d['llama_cpp']}"
               for d in ids["disagreements"]]
     lines.append(f"  next-token log-probabilities vs the HF model ({log_probs['file_type']}): max |diff| "
                  f"{log_probs['max_abs_diff']:.3g} nats over {sum(p['tokens'] for p in log_probs['prompts'])} positions"

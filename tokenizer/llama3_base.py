@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import shutil
 import sys
 import tempfile
 import zipfile
@@ -26,7 +25,7 @@ if __package__ in (None, ""):  # `python tokenizer/llama3_base.py`: import the p
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from stagekit.errors import BadInput
-from stagekit.wheels import cache_dir, pinned_wheel
+from stagekit.wheels import built_from_wheel, copy_to_new_directory
 
 WHEEL = "llama-models"
 WHEEL_VERSION = "0.3.0"
@@ -131,13 +130,8 @@ def _build(wheel: Path, target: Path) -> None:
 
 def llama3_tokenizer_dir(cache: Path | None = None) -> Path:
     """The Llama-3 tokenizer as a Hugging Face directory (built once, cached)."""
-    cache = cache or cache_dir()
-    target = cache / f"llama3-tokenizer-{WHEEL}-{WHEEL_VERSION}-hf"
-    if (target / "tokenizer.json").is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    _build(pinned_wheel(WHEEL, WHEEL_VERSION, cache, "6.6 MB"), target)
-    return target
+    return built_from_wheel(WHEEL, WHEEL_VERSION, "6.6 MB", cache, f"llama3-tokenizer-{WHEEL}-{WHEEL_VERSION}-hf",
+                            "tokenizer.json", _build)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -148,14 +142,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default $KOCPT_CACHE or ~/.cache/kocpt)")
     args = parser.parse_args(argv)
     try:
-        if args.output.exists():
-            raise BadInput(f"{args.output} already exists; pass a new directory")
-        source = llama3_tokenizer_dir(args.cache)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        staging = args.output.with_name(f".{args.output.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
-        staging.rename(args.output)
+        copy_to_new_directory(args.output, lambda: llama3_tokenizer_dir(args.cache))
     except (BadInput, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
