@@ -225,7 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.new_rows_steps < args.steps:
+        parser.error(f"--new-rows-steps {args.new_rows_steps}: must be >= 0 and below --steps {args.steps}")
     started = time.perf_counter()
     result = run_pipeline(args.work, args)
     result["seconds"] = time.perf_counter() - started
