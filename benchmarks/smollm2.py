@@ -129,6 +129,9 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, blend: lis
     back = work / f"{name}-cpt-hf"
     sh("-m", "checkpoints.convert", "--to", "hf", "--input", str(run_dir), "--output", str(back),
        "--tokenizer", str(tokenizer_dir), "--overwrite")
+    if not settings.keep_intermediate:  # the checkpoint holds Adam's state: ~2.4 GB for SmolLM2 at fp32
+        shutil.rmtree(run_dir)
+        shutil.rmtree(megatron)
     return {"hf": back, "seconds": seconds, "first_loss": records[0].get("loss"), "last_loss": records[-1].get("loss"),
             "tokens": settings.steps * settings.micro_batch * settings.seq_length, "val_bpc": curve}
 
@@ -158,7 +161,11 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
             sh("-m", "checkpoints.resize", "--model", str(base), "--tokenizer", str(tok), "--output", str(out), "--init", init)
         models[init] = (out, tok)
     models["hf-default"] = (hf_default_resize(base, tok, new_vocab, work / "resized-hf-default"), tok)
-    step0 = {name: bits_per_char(model, tokenizer, texts, settings.context) for name, (model, tokenizer) in models.items()}
+    step0 = {}
+    for name, (model, tokenizer) in models.items():
+        step0[name] = bits_per_char(model, tokenizer, texts, settings.context)
+        if name not in ("base", "fvt") and not settings.keep_intermediate:
+            shutil.rmtree(model)  # scored; only the base and FVT go on to CPT
 
     corpus = work / "ko-corpus"
     if not (corpus / "manifest.json").is_file():
@@ -203,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "smollm2.json", help="JSON result")
     parser.add_argument("--work", type=Path, default=Path("/tmp/kocpt-smollm2"), help="intermediate files (reused)")
+    parser.add_argument("--keep-intermediate", action="store_true",
+                        help="keep the step-0-only resized models, Megatron inputs and training checkpoints "
+                             "(deleted once used by default: ~6 GB)")
     parser.add_argument("--ko-vocab", type=int, default=6000, help="merges learned on ko-train (default %(default)s)")
     parser.add_argument("--max-added", type=int, default=4000, help="Korean tokens added (default %(default)s)")
     parser.add_argument("--steps", type=int, default=200, help="CPT steps for each model (default %(default)s)")
