@@ -162,3 +162,65 @@ def test_korean_token_rule_and_train_refusals(tmp_path, capsys):
         assert train_cmd.main(["--input", str(KO_TRAIN), "--output", str(tmp_path / "ko"), *argv]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("base_name", ["smollm2", "bytes-only"])
+def test_continued_merges_equal_a_full_recount_after_every_merge(smol, base_name, tmp_path):
+    """The incremental pair counts of bpe_continue (only pairs next to a merge site are touched) against the
+    plain definition: recount every pair of every word, take the most frequent (ties: the smallest pair).
+    The bytes-only base (SmolLM2's pre-tokenizer, no merges) makes syllables whole tokens, so that
+    "하나하나" becomes 하|나|하|나, where merging 하+나 has abutting sites."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models
+
+    from tokenizer.bpe_continue import _mergeable, continue_merges
+
+    lines = KO_TRAIN.joinpath("chatbot_qa.txt").read_text(encoding="utf-8").splitlines()[:400]
+    # runs of one syllable or jamo, and of two (merge sites that overlap or abut: "하하하", "하나하나")
+    lines += ["하하하하하하하 ㅋㅋㅋㅋㅋㅋㅋㅋㅋ 가가가 나나나나나", "ㅎㅎㅎㅎㅎ 하하하하하 ㅋㅋㅋ",
+              "하나하나 하나하나하나 조심조심 다시다시"] * 3
+    base_json = smol / "tokenizer.json"
+    if base_name == "bytes-only":
+        smollm2 = Tokenizer.from_file(str(base_json))
+        alphabet = [t for t, i in sorted(smollm2.get_vocab().items(), key=lambda item: item[1]) if len(t) == 1][:256]
+        base = Tokenizer(models.BPE({t: i for i, t in enumerate(alphabet)}, []))
+        base.pre_tokenizer = smollm2.pre_tokenizer
+        base.save(str(tmp_path / "bytes.json"))
+        base_json = tmp_path / "bytes.json"
+        # the pair between two abutting sites (나+하 in 하나|하나) also occurs alone (가나하다), so counting its
+        # removal twice changes the merges
+        lines += ["하나하나 하나하나하나 가나하다 하나하나 가나하다"] * 20
+    got = continue_merges(lines, base_json, 300)
+
+    base = Tokenizer.from_file(str(base_json))
+    vocab = set(base.get_vocab())
+    words = Counter(tuple(t.value for t in base.model.tokenize(w))
+                    for line in lines for w, _ in base.pre_tokenizer.pre_tokenize_str(line))
+    expected = []
+    while len(expected) < 300:
+        counts = Counter()
+        for word, f in words.items():
+            for pair in zip(word, word[1:]):
+                if _mergeable(pair[0] + pair[1]) and pair[0] + pair[1] not in vocab:
+                    counts[pair] += f
+        if not counts or max(counts.values()) < 2:
+            break
+        top = max(counts.values())
+        left, right = min(p for p, c in counts.items() if c == top)
+        expected.append((left, right))
+        vocab.add(left + right)
+        merged_words = Counter()
+        for word, f in words.items():
+            out, j = [], 0
+            while j < len(word):
+                if j + 1 < len(word) and (word[j], word[j + 1]) == (left, right):
+                    out.append(left + right)
+                    j += 2
+                else:
+                    out.append(word[j])
+                    j += 1
+            merged_words[tuple(out)] += f
+        words = merged_words
+    assert len(got) == 300 and got == expected
+    assert any(left == right for left, right in got)  # the overlapping case was exercised
