@@ -131,7 +131,6 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, blend: lis
        "--tokenizer", str(tokenizer_dir), "--overwrite")
     if not settings.keep_intermediate:  # the checkpoint holds Adam's state: ~2.4 GB for SmolLM2 at fp32
         shutil.rmtree(run_dir)
-        shutil.rmtree(megatron)
     return {"hf": back, "seconds": seconds, "first_loss": records[0].get("loss"), "last_loss": records[-1].get("loss"),
             "tokens": settings.steps * settings.micro_batch * settings.seq_length, "val_bpc": curve}
 
@@ -185,6 +184,8 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
             blend.append({"path": str(tokenize(english, tokenizer, work / f"tokenized-en-{name}")),
                           "weight": settings.english_replay})
         trained = train(work, name, tokenizer, megatron, blend, settings, 49152 if name == "expanded-fvt" else None)
+        if not settings.keep_intermediate:
+            shutil.rmtree(megatron)  # the CPT's starting point, converted above
         after[name] = bits_per_char(trained["hf"], tokenizer, texts, settings.context)
         runs[name] = {k: v for k, v in trained.items() if k != "hf"}
     return {
