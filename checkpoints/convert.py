@@ -31,7 +31,7 @@ from pathlib import Path
 
 
 from checkpoints.config import load_checkpoints_config
-from checkpoints.hf_io import atomic_output_dir, copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
+from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from mcore_llama.build import build_gpt_model
 from mcore_llama.hf_checkpoint import DTYPE_NAMES, HFCheckpoint
 from mcore_llama.mapping import hf_row_counts, hf_tensor, parameter_table
@@ -47,7 +47,15 @@ from mcore_llama.weights import (
 )
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
+from stagekit.outputs import check_output, staged_directory
+from tokenizer.model_match import check_matches_fingerprint, check_rows, fingerprint, has_tokenizer
 from tokenizer.token_encoder import TokenEncoder
+
+STAGE = "checkpoints convert"  # names this stage's outputs (stagekit.outputs)
+
+
+def _say(line: str) -> None:
+    print(f"convert: {line}", file=sys.stderr)
 
 
 def _whole_fc1(sharded: dict, num_layers: int) -> dict:
@@ -78,6 +86,8 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     from megatron.core import dist_checkpointing
 
     started = time.perf_counter()
+    rule = {"stage": STAGE, "overwrite": overwrite, "inputs": {"--input": hf_dir}}
+    check_output(out_dir, **rule)
     hf = HFCheckpoint(hf_dir)
     shape = shape_from_hf(hf)
     padded = padded_vocab_size(shape.vocab_size, 1, make_vocab_size_divisible_by)
@@ -85,7 +95,7 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     generation_config = None
     if (hf.path / "generation_config.json").is_file():
         generation_config = json.loads((hf.path / "generation_config.json").read_text())
-    with atomic_output_dir(out_dir, overwrite) as tmp, single_process_megatron():
+    with staged_directory(out_dir, **rule, say=_say) as tmp, single_process_megatron():
         model = build_gpt_model(
             shape,
             params_dtype=dtype,
@@ -104,6 +114,7 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
                 padded_vocab_size=padded,
                 hf_config=hf.config,
                 generation_config=generation_config,
+                tokenizer=fingerprint(hf.path) if has_tokenizer(hf.path) else None,
             ),
         )
     return {
@@ -126,6 +137,8 @@ def megatron_to_hf(
 ) -> dict:
     """Convert a Megatron dist checkpoint (any TP/PP it was saved at) into a HF Llama directory."""
     started = time.perf_counter()
+    rule = {"stage": STAGE, "overwrite": overwrite, "inputs": {"--input": ckpt_dir, "--tokenizer": tokenizer_dir}}
+    check_output(out_dir, **rule)
     ckpt_dir = resolve_checkpoint(ckpt_dir)
     meta = read_model_metadata(ckpt_dir)
     shape = meta.shape
@@ -133,14 +146,13 @@ def megatron_to_hf(
         tokenizer_dir = Path(tokenizer_dir)
         if not tokenizer_dir.is_dir():
             raise BadInput(f"{tokenizer_dir}: not a directory")
-        pieces = TokenEncoder.load(tokenizer_dir).vocab_size
-        # Fewer pieces than rows is fine (a vocabulary padded by `resize --pad-to-multiple`).
-        if pieces > shape.vocab_size:
-            raise BadInput(
-                f"{tokenizer_dir}: tokenizer has {pieces:,} pieces, more than the checkpoint's vocabulary {shape.vocab_size:,}"
-            )
+        # Fewer ids than rows only as padding makes them (`resize --pad-to-multiple`, Megatron's rule).
+        suppressed = (meta.generation_config or {}).get("suppress_tokens")
+        check_rows(shape.vocab_size, TokenEncoder.load(tokenizer_dir).vocab_size, model=ckpt_dir,
+                   tokenizer=tokenizer_dir, suppressed=suppressed)
+        check_matches_fingerprint(tokenizer_dir, meta.tokenizer, model=ckpt_dir)
     stored = stored_vocab_rows(ckpt_dir)
-    with atomic_output_dir(out_dir, overwrite) as tmp, single_process_megatron():
+    with staged_directory(out_dir, **rule, say=_say) as tmp, single_process_megatron():
         # divisible_by = the stored row count makes the model's padded vocabulary exactly that.
         model = build_gpt_model(
             shape,
@@ -198,7 +210,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, type=Path, help="HF_DIR (--to megatron), or MEGATRON_DIR (--to hf): a checkpoint, or a training run directory (its latest checkpoint)")
     parser.add_argument("--output", required=True, type=Path, help="directory to create")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory to ship beside the HF model (--to hf)")
-    add_config_arguments(parser)  # checkpoints.convert: the defaults of the flags below
+    add_config_arguments(parser, ("checkpoints",))  # checkpoints.convert: the defaults of the flags below
     parser.add_argument(
         "--make-vocab-size-divisible-by", type=int,
         help="pad the stored vocabulary to a multiple of this (--to megatron; larger TP pads more on load; default 128)",

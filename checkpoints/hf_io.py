@@ -12,14 +12,11 @@ Directories are written under a temporary name beside the target and renamed whe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,7 +24,6 @@ from tqdm import tqdm
 
 from mcore_llama.hf_checkpoint import SAFETENSORS_DTYPES, SAFETENSORS_INDEX
 from stagekit.errors import BadInput
-from stagekit.outputs import publish_directory
 
 
 def write_safetensors_shards(
@@ -79,25 +75,6 @@ def write_safetensors_shards(
     if n > 1:
         (out_dir / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return index
-
-
-@contextlib.contextmanager
-def atomic_output_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; rename it to `target` only on success."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise BadInput(f"{target}: already exists (pass --overwrite to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like mkdir's
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish_directory(tmp, target)
 
 
 def copy_tokenizer_files(tokenizer_dir: Path, out_dir: Path) -> list[str]:

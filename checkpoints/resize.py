@@ -32,17 +32,19 @@ from pathlib import Path
 import torch
 
 from checkpoints.config import load_checkpoints_config
-from checkpoints.hf_io import atomic_output_dir, copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
+from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from checkpoints.byte_level_resize import byte_level_new_pieces
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
+from stagekit.outputs import check_output, staged_directory
 from tokenizer.spm_model import load_model, resolve_model_path
 from tokenizer.token_encoder import is_byte_level_dir
 
 EMBED = "model.embed_tokens.weight"
 LM_HEAD = "lm_head.weight"
+STAGE = "checkpoints resize"  # names this stage's outputs (stagekit.outputs)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,16 @@ class ResizeConfig:
             raise BadInput(f"--pad-to-multiple must be ≥ 1, got {self.pad_to_multiple}")
         if self.max_shard_bytes < 1:
             raise BadInput("--max-shard-size-mb must be ≥ 1")
+
+
+def output_rule(config: ResizeConfig) -> dict:
+    """The stage and the inputs its output must stay clear of (stagekit.outputs)."""
+    return {"stage": STAGE, "overwrite": config.overwrite,
+            "inputs": {"--model": config.model, "--tokenizer": config.tokenizer, "--base-tokenizer": config.base_tokenizer}}
+
+
+def _say(line: str) -> None:
+    print(f"resize: {line}", file=sys.stderr)
 
 
 def load_model_proto(path: Path, what: str):
@@ -124,6 +136,7 @@ def _sentencepiece_new_pieces(config: ResizeConfig, model_path: Path, tokenizer_
 
 def resize(config: ResizeConfig, progress: bool = True) -> dict:
     config.validate()
+    check_output(config.output, **output_rule(config))
     started = time.perf_counter()
     hf = HFCheckpoint(config.model)
     if hf.config.get("model_type") != "llama":
@@ -167,7 +180,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
         (name, (padded_vocab, hidden) if name in (EMBED, LM_HEAD) else info.shape, info.dtype)
         for name, info in sorted(hf.tensors.items(), key=lambda kv: _hf_order(kv[0]))
     ]
-    with atomic_output_dir(config.output, config.overwrite) as tmp:
+    with staged_directory(config.output, **output_rule(config), say=_say) as tmp:
         copy_tokenizer_files(tokenizer_dir, tmp)
         write_safetensors_shards(
             tmp, specs, make_tensor, max_shard_bytes=config.max_shard_bytes,
@@ -222,7 +235,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, help="Hugging Face Llama directory (safetensors)")
     parser.add_argument("--tokenizer", required=True, type=Path, help="merged tokenizer directory (tokenizer.model ...)")
     parser.add_argument("--output", required=True, type=Path, help="directory to create")
-    add_config_arguments(parser)  # checkpoints.resize: the defaults of the flags below
+    add_config_arguments(parser, ("checkpoints",))  # checkpoints.resize: the defaults of the flags below
     parser.add_argument("--init", choices=INIT_METHODS, help="new-row initialization (default fvt)")
     parser.add_argument(
         "--lm-head", choices=LM_HEAD_METHODS,

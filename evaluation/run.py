@@ -29,6 +29,8 @@ if __package__ in (None, ""):  # `python evaluation/run.py`: import the package,
 from evaluation import BadInput
 from evaluation.config import EvalConfig, load_eval_config
 from stagekit.config import add_config_arguments
+from stagekit.outputs import resolved
+from tokenizer.model_match import check_rows, check_same_pieces, has_tokenizer
 
 
 @dataclass
@@ -110,9 +112,8 @@ def load_model(path: str | Path):
 def vocab_figures(model, tokenizer, spec: ModelSpec) -> dict:
     rows = model.get_input_embeddings().weight.shape[0]
     size = len(tokenizer)
-    if size > rows:
-        raise BadInput(f"{spec.model}: the tokenizer has {size:,} tokens but the model only {rows:,} embedding rows "
-                       "(wrong tokenizer for this model?)")
+    suppressed = getattr(getattr(model, "generation_config", None), "suppress_tokens", None)
+    check_rows(rows, size, model=spec.model, tokenizer=spec.tokenizer or spec.model, suppressed=suppressed)
     return {"tokenizer": size, "model_rows": rows, "padding_rows": rows - size}
 
 
@@ -144,6 +145,8 @@ def evaluate_model(spec: ModelSpec, config: EvalConfig, texts: dict[str, dict[st
     from evaluation.lm_eval_tasks import run_tasks
 
     started = time.time()
+    if spec.tokenizer and has_tokenizer(spec.model) and resolved(spec.tokenizer) != resolved(spec.model):
+        check_same_pieces(spec.tokenizer, spec.model, model=spec.model)  # --tokenizer of another base
     model = load_model(spec.model)
     tokenizer_path = spec.tokenizer or spec.model
     tokenizer = load_tokenizer(tokenizer_path)
@@ -343,7 +346,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, metavar="DIR", help="where eval.json, eval.md and the plots go")
     parser.add_argument("--baseline", action="append", default=[], metavar="[LABEL=]HF_DIR[,TOKENIZER]",
                         help="another model for the same table (repeatable), e.g. base=llama2-hf,llama2/tokenizer.model")
-    add_config_arguments(parser)  # --config FILE (its eval: section gives the defaults), --set eval.KEY=VALUE
+    add_config_arguments(parser, ("eval",))  # --config FILE (its eval: section gives the defaults), --set eval.KEY=VALUE
     parser.add_argument("--tensorboard", metavar="DIR", help="TensorBoard logs of the pretraining run (loss, val_bpc)")
     parser.add_argument("--tokenizer-report", metavar="FILE", help="report.json of `kocpt tokenizer report`")
     parser.add_argument("--korean", nargs="+", metavar="FILE", help="held-out Korean text(s): .txt (a document a line), "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -87,21 +88,45 @@ def run_demo(args: argparse.Namespace, prog: str) -> int:
             print(f"{head} up to date ({stage.output.relative_to(out)})", flush=True)
             stamps[stage.name] = digest
             continue
+        started_mark = stamp_dir / f"{stage.name}.started"
+        previous = set_aside(stage.output, stamp_dir, ours=stamp.is_file() or started_mark.is_file())
         stamp.unlink(missing_ok=True)
-        if stage.output.exists():  # left by an interrupted or outdated run: redo it from scratch
-            shutil.rmtree(stage.output) if stage.output.is_dir() else stage.output.unlink()
+        started_mark.touch()  # the output from here on is this demo's, whatever becomes of the run
         print(f"{head} ...", end="", flush=True)
         stage_started = time.time()
         try:
             stage.run()
-        except DemoError:
-            print(" failed", flush=True)
+        except BaseException as exc:
+            if previous is not None and not os.path.lexists(stage.output):
+                os.rename(previous, stage.output)  # nothing lost: the earlier output is back in place
+            if isinstance(exc, DemoError):
+                print(" failed", flush=True)
             raise
+        if previous is not None:
+            shutil.rmtree(previous) if previous.is_dir() and not previous.is_symlink() else previous.unlink()
         stamp.write_text(json.dumps({"digest": digest, "seconds": round(time.time() - stage_started, 1)}))
+        started_mark.unlink()
         stamps[stage.name] = digest
         print(f" done in {time.time() - stage_started:.0f}s → {stage.output.relative_to(out)}", flush=True)
     print_summary(prog, out, time.time() - started)
     return 0
+
+
+def set_aside(output: Path, stamp_dir: Path, ours: bool) -> Path | None:
+    """Move an earlier output of a stage out of the way (deleted once the stage has succeeded).
+
+    Only the demo's own outputs (a stamp or a started mark says so) are touched; anything else at
+    that path belongs to the user and stops the demo.
+    """
+    if not os.path.lexists(output):
+        return None
+    if not ours:
+        raise BadInput(f"{output}: exists and was not written by kocpt demo; choose another --output or move it away")
+    aside = stamp_dir / f"previous-{output.name}"
+    if os.path.lexists(aside):
+        shutil.rmtree(aside) if aside.is_dir() and not aside.is_symlink() else aside.unlink()
+    os.rename(output, aside)
+    return aside
 
 
 def print_summary(prog: str, out: Path, seconds: float) -> None:

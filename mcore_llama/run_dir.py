@@ -51,6 +51,9 @@ class ModelMetadata:
     padded_vocab_size: int
     hf_config: dict = field(default_factory=dict)
     generation_config: dict | None = None
+    # What the model's tokenizer was (ids, a hash of its pieces, BOS/EOS), when the HF directory it came
+    # from held one: `convert --to hf --tokenizer` refuses another tokenizer against it.
+    tokenizer: dict | None = None
 
     def validate(self) -> None:
         self.shape.validate()
@@ -65,6 +68,7 @@ class ModelMetadata:
             "dtype": DTYPE_NAMES[self.dtype],
             "hf_config": self.hf_config,
             "generation_config": self.generation_config,
+            "tokenizer": self.tokenizer,
         }
 
 
@@ -90,6 +94,7 @@ def read_model_metadata(ckpt_dir: str | Path) -> ModelMetadata:
             padded_vocab_size=int(raw["padded_vocab_size"]),
             hf_config=raw.get("hf_config") or {},
             generation_config=raw.get("generation_config"),
+            tokenizer=raw.get("tokenizer"),
         )
         meta.validate()
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -33,10 +33,11 @@ from corpus.components import rounds_for
 from corpus.config import CorpusConfig, load_corpus_config
 from corpus.encodings import ENCODINGS
 from corpus.index import tag_previous
-from corpus.records import HF_PREFIX, SUPPORTED_TYPES, input_format, is_hf_dataset_dir
+from corpus.records import SUPPORTED_TYPES
 from pipelines import corpus_steps as steps
 from pipelines import spill_steps as spill
 from pipelines.clustering import JOB_ERROR_MARKER
+from pipelines.corpus_paths import STAGE, check_corpus_output, expand_inputs, previous_index_files, promote
 from pipelines.near_dedup import NearDedup
 from pipelines.runner import (
     UsageError,
@@ -48,7 +49,7 @@ from pipelines.runner import (
     worker_logs_to,
 )
 from stagekit.config import add_config_arguments
-from stagekit.outputs import publish_directory
+from stagekit.outputs import MARKER, write_marker
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 MIB = 1 << 20
@@ -66,7 +67,7 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
                         "directories, or hf:NAME[:CONFIG][:SPLIT]; repeatable. "
                         f"Files: {SUPPORTED_TYPES}")
     parser.add_argument("--output", required=True, help="output directory (must not exist, unless --overwrite)")
-    add_config_arguments(parser)  # the corpus: section; the flags below win over it
+    add_config_arguments(parser, ("corpus",))  # the corpus: section; the flags below win over it
     parser.add_argument("--text-field", help="JSON/Parquet/dataset field holding the text (default: text)")
     parser.add_argument("--id-field", help="field holding a document id (default: id); else <source>:<file>:<line>")
     parser.add_argument("--txt-mode", choices=("lines", "paragraphs"),
@@ -97,62 +98,10 @@ def resolve_config(args: argparse.Namespace) -> CorpusConfig:
     })
 
 
-def expand_inputs(patterns: list[str]) -> tuple[list[tuple[str, str, int]], list[str]]:
-    """(every input as (kind, name, size in bytes), files skipped for their type); sorted, unique.
-
-    kind is "file" or "dataset". Directories are read recursively. A file of another type found
-    in a directory or by a glob is skipped and returned; a file named by itself must be readable.
-    """
-    found: dict[str, tuple[str, str, int]] = {}
-    skipped: set[str] = set()
-    for pattern in patterns:
-        if pattern.startswith(HF_PREFIX):
-            found[pattern] = ("dataset", pattern, 0)
-            continue
-        if os.path.isdir(pattern):
-            if is_hf_dataset_dir(pattern):
-                size = sum(entry.stat().st_size for entry in os.scandir(pattern) if entry.is_file())
-                found[pattern] = ("dataset", pattern, size)
-                continue
-            pattern = os.path.join(pattern, "**")
-        matches = FileSystems.match([pattern])[0].metadata_list
-        if not matches:
-            raise UsageError(f"{pattern}: no such file (or nothing matches)")
-        supported = [m for m in matches if input_format(m.path) in ("text", "jsonl", "parquet")]
-        if not supported:
-            raise UsageError(f"{pattern}: no supported input files ({SUPPORTED_TYPES})")
-        skipped.update(m.path for m in matches if input_format(m.path) is None)
-        for meta in supported:
-            found[meta.path] = ("file", meta.path, meta.size_in_bytes)
-    return [found[name] for name in sorted(found)], sorted(skipped - set(found))
-
-
 def count_shards(config: CorpusConfig, input_bytes: int) -> int:
     if config.num_shards is not None:
         return config.num_shards
     return max(1, math.ceil(input_bytes / (config.target_shard_mb * MIB)))
-
-
-def previous_index_files(outputs: list[str], output: str) -> list[str]:
-    """The index files of earlier outputs named by --dedup-against, each checked to exist."""
-    files = []
-    for previous in outputs:
-        previous = previous.rstrip("/")
-        if previous == output:
-            raise UsageError(f"{previous}: --dedup-against names the output itself")
-        manifest_path = FileSystems.join(previous, "manifest.json")
-        if not FileSystems.exists(manifest_path):
-            raise UsageError(f"{previous}: no manifest.json (not a finished kocpt corpus output)")
-        with FileSystems.open(manifest_path) as handle:
-            entries = json.loads(handle.read().decode("utf-8")).get("index")
-        if not entries:
-            raise UsageError(f"{previous}: its manifest.json lists no index/ (written by an older kocpt: rerun it)")
-        for entry in entries:
-            path = FileSystems.join(previous, entry["file"])
-            if not FileSystems.exists(path):
-                raise UsageError(f"{path}: index file named in {manifest_path} is missing")
-            files.append(path)
-    return files
 
 
 def build_pipeline(
@@ -255,32 +204,6 @@ def build_pipeline(
     )
 
 
-def promote(staging: str, output: str, overwrite: bool) -> None:
-    """Move the finished staging directory into place; an old output is removed only after.
-
-    The job left its manifest as `manifest.pending.json`; it becomes `manifest.json` here, after
-    the job finished, so no folder holds a manifest before its job is complete.
-    """
-    pending, final = FileSystems.join(staging, steps.MANIFEST_PENDING), FileSystems.join(staging, "manifest.json")
-    if FileSystems.exists(output):
-        if not overwrite:
-            raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
-        if os.path.isdir(output):
-            os.replace(pending, final)
-            publish_directory(staging, output)
-            return
-        FileSystems.delete([output])
-    if os.path.isdir(staging):
-        os.replace(pending, final)
-        os.replace(staging, output)
-        return
-    # Object stores have no directory rename: move files one by one, the manifest last.
-    files = sorted(meta.path for meta in FileSystems.match([FileSystems.join(staging, "**")])[0].metadata_list)
-    files.sort(key=lambda path: path == pending)
-    targets = [output + (path if path != pending else final)[len(staging):] for path in files]
-    FileSystems.rename(files, targets)
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     prog = parser.prog
@@ -290,10 +213,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         args, beam_args = split_arguments(parser, argv)
         config = resolve_config(args)
         output = args.output.rstrip("/")
-        if FileSystems.exists(output) and not args.overwrite:
-            raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+        check_corpus_output(output, args)
         inputs, skipped = expand_inputs(args.input)
-        previous = previous_index_files(args.dedup_against, output)
+        previous = previous_index_files(args.dedup_against)
         num_shards = count_shards(config, sum(size for _, _, size in inputs))
         options = pipeline_options(beam_args)
         prepare_output(output, say)
@@ -306,15 +228,24 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             "num_shards": num_shards,
             "runner": options.get_all_options()["runner"],
         }
-        if skipped:
-            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-            say(f"warning: skipping {len(skipped)} file(s) of unsupported type: {shown} "
+        outputs = [path for path in skipped if path.endswith("/")]
+        files = [path for path in skipped if not path.endswith("/")]
+        if files:
+            shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+            say(f"warning: skipping {len(files)} file(s) of unsupported type: {shown} "
                 f"(listed in manifest.json skipped_files; supported: {SUPPORTED_TYPES})")
+        if outputs:
+            say(f"warning: skipping {len(outputs)} kocpt output or temporary folder(s) under the inputs: "
+                f"{', '.join(outputs)} (listed in manifest.json skipped_files)")
         say(f"{len(inputs)} input(s), {sum(s for *_, s in inputs) / MIB:.1f} MB → {output} "
             f"({num_shards} shards) on {run_info['runner']}")
         started = time.time()
-        if is_local(options) and "://" not in staging:
+        if "://" not in staging:
             os.makedirs(staging)  # visible from the start, so a killed run's folder is found and removed
+            write_marker(staging, STAGE)
+        else:
+            with FileSystems.create(FileSystems.join(staging, MARKER)) as handle:
+                handle.write(json.dumps({"stage": STAGE}).encode())
         log_path = None if args.verbose or not is_local(options) else f"{staging}.log"
         with worker_logs_to(log_path):
             with beam.Pipeline(options=options) as pipeline:

@@ -48,12 +48,13 @@ from pipelines.runner import (
 from pipelines.tokenize_config import TokenizeSection
 from stagekit.config import add_config_arguments, load_section
 from stagekit.errors import BadInput
-from stagekit.outputs import publish_directory
+from stagekit.outputs import publish_directory, read_marker, refuse_overlap, write_marker
 from tokenizer.token_encoder import TokenEncoder, indexed_dtype
 
 MANIFEST = "manifest.json"
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
 FORMAT = "megatron-indexed-dataset"
+STAGE = "tokenize"  # names this stage's outputs (stagekit.outputs)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,7 @@ class TokenizeConfig:
 
     def validate(self) -> None:
         TokenizeSection(self.add_bos, self.append_eod, self.batch_size).validate()
-        if Path(self.output).resolve() == Path(self.corpus).resolve():
-            raise BadInput(f"{self.output}: output directory must differ from the corpus directory")
+        refuse_overlap(self.output, {"--input": self.corpus, "--tokenizer": self.tokenizer})
 
 
 def dataset_prefix(output: str | Path, shard: str | Path) -> Path:
@@ -92,7 +92,8 @@ class TokenizeShard(beam.DoFn):
         from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
         prefix = dataset_prefix(self.staging, shard)
-        dtype = indexed_dtype(self.encoder.vocab_size)
+        vocab_size = self.encoder.vocab_size
+        dtype = indexed_dtype(vocab_size)
         tmp_bin = prefix.with_name(prefix.name + ".bin.tmp")
         tmp_idx = prefix.with_name(prefix.name + ".idx.tmp")
         builder = IndexedDatasetBuilder(str(tmp_bin), dtype=dtype)
@@ -103,6 +104,7 @@ class TokenizeShard(beam.DoFn):
         def flush(texts: list[str]) -> None:
             for ids in self.encoder.encode_batch(texts):
                 document = bos + ids + eod
+                check_ids_in_range(document, vocab_size, shard)
                 builder.add_document(document, [len(document)])
                 counts["tokens"] += len(document)
             counts["documents"] += len(texts)
@@ -152,10 +154,34 @@ def write_manifest(entries: list[dict], config: TokenizeConfig, encoder: TokenEn
     return manifest
 
 
+def check_special_ids(config: TokenizeConfig, encoder: TokenEncoder) -> None:
+    """The BOS/EOS the settings ask for must exist (a Qwen-style tokenizer has no BOS): refused
+    before any work, naming the setting that turns it off, instead of writing id -1."""
+    vocab = encoder.vocab_size
+    for wanted, token_id, name, flag, key in ((config.add_bos, encoder.bos_id, "BOS", "--no-bos", "add_bos"),
+                                               (config.append_eod, encoder.eos_id, "EOS", "--no-eod", "append_eod")):
+        if wanted and not 0 <= token_id < vocab:
+            raise BadInput(f"{config.tokenizer}: the tokenizer has no {name} token (id {token_id}), but tokenize.{key} "
+                           f"asks for one; pass {flag} or set tokenize.{key}=false")
+
+
+def check_ids_in_range(ids: list[int], vocab_size: int, shard: str) -> None:
+    """Every id written must index an embedding row: [0, vocab)."""
+    if ids and (min(ids) < 0 or max(ids) >= vocab_size):
+        bad = next(i for i in ids if not 0 <= i < vocab_size)
+        raise ShardError(f"{shard}: the tokenizer produced id {bad}, outside [0, {vocab_size}); nothing was written")
+
+
 def check_output(output: Path, corpus: Path) -> None:
     """An output may be new, an empty folder, or an earlier tokenized dataset (replaced on success)."""
     if not output.exists():
         return
+    marker = read_marker(output)
+    if marker is not None:
+        if marker["stage"] == STAGE:
+            return
+        raise BadInput(f"{output}: an output of kocpt {marker['stage']}, not a tokenized dataset folder "
+                       "(choose another --output)")
     if not output.is_dir():
         raise BadInput(f"{output}: exists and is not a folder")
     manifest = output / MANIFEST
@@ -190,6 +216,7 @@ def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file:
     except ShardError as exc:
         raise BadInput(str(exc)) from None
     encoder = TokenEncoder.load(config.tokenizer)
+    check_special_ids(config, encoder)
     output = Path(config.output)
     check_output(output, Path(config.corpus))
     try:
@@ -198,6 +225,7 @@ def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file:
         raise BadInput(str(exc)) from None
     staging = output.with_name(f"{output.name}.tmp-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
+    write_marker(staging, STAGE)
     options = pipeline_options(beam_args or [], default_workers=min(len(shards), os.cpu_count() or 1))
     log_path = f"{staging}.log" if log_to_file and is_local(options) else None
     try:
@@ -258,7 +286,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output", help="directory for the .bin/.idx files and manifest.json "
                         "(new, empty, or an earlier tokenized output, replaced only on success)")
     parser.add_argument("--tokenizer", required=True, help="tokenizer directory (or tokenizer.model)")
-    add_config_arguments(parser)  # the tokenize: section sets the defaults below
+    add_config_arguments(parser, ("tokenize",))  # the tokenize: section sets the defaults below
     parser.add_argument("--no-bos", dest="add_bos", action="store_false", default=None,
                         help="do not start documents with BOS (default: add it)")
     parser.add_argument("--no-eod", dest="append_eod", action="store_false", default=None,

@@ -27,6 +27,8 @@ from pretrain.config import (
     world_size_from_env,
 )
 from stagekit.errors import BadInput
+from stagekit.outputs import refuse_overlap
+from tokenizer.model_match import check_matches_fingerprint, check_same_pieces, has_tokenizer
 from tokenizer.token_encoder import TokenEncoder
 
 
@@ -131,6 +133,19 @@ def _refuse_changed_schedule(config, stages, ends: list[int], resume_from: Path)
         )
 
 
+def _check_tokenizer_is_the_models(tokenizer, init_kind: str, init_path, resume_from) -> None:
+    """Same rows is not enough: the tokenizer's pieces must be those the model was made with."""
+    try:
+        if resume_from is not None:
+            check_matches_fingerprint(tokenizer, read_model_metadata(resume_from).tokenizer, model=resume_from)
+        elif init_kind == "megatron_checkpoint":
+            check_matches_fingerprint(tokenizer, read_model_metadata(init_path).tokenizer, model=init_path)
+        elif init_kind == "hf" and has_tokenizer(init_path):
+            check_same_pieces(tokenizer, init_path, model=init_path)
+    except BadInput as exc:
+        raise ConfigError(f"pretrain.tokenizer: {exc}") from None
+
+
 def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> TrainingRun:
     """All checks that need no process group. Raises ConfigError with a one-line message."""
     from pretrain.data import expand_blend
@@ -148,6 +163,12 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
 
     # A run directory that already has checkpoints fixes the model: resume it.
     run_dir = Path(config.checkpoint.dir)
+    try:
+        refuse_overlap(run_dir, {"pretrain.tokenizer": config.tokenizer, "pretrain.init": init_path,
+                                 "pretrain.data": [entry.path for entry in config.data.blend]},
+                       output_flag="pretrain.checkpoint.dir")
+    except BadInput as exc:
+        raise ConfigError(str(exc)) from None
     try:
         resume_from = latest_checkpoint(run_dir)
         if resume_from is None and config.checkpoint.load:
@@ -172,6 +193,7 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
             f"vocabulary mismatch: tokenizer {config.tokenizer} has {encoder.vocab_size} pieces, "
             f"the model ({where}) has {shape.vocab_size} rows"
         )
+    _check_tokenizer_is_the_models(config.tokenizer, init_kind, init_path, resume_from)
     if settings.model.base_vocab_size is not None and settings.model.base_vocab_size > shape.vocab_size:
         raise ConfigError(f"model.base_vocab_size {settings.model.base_vocab_size} > vocabulary {shape.vocab_size}")
     tp = config.parallel.tensor

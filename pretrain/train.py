@@ -40,6 +40,7 @@ from pretrain.resolve import TrainingRun, describe, resolve_training_run  # noqa
 from pretrain.run_log import Logger  # noqa: E402
 from pretrain.stage_model import build_stage, frozen_row_masks, load_initial_weights  # noqa: E402
 from pretrain.step import evaluate, make_forward_step, train_step  # noqa: E402
+from tokenizer.model_match import fingerprint  # noqa: E402
 
 
 def train(run: TrainingRun) -> int:
@@ -196,15 +197,20 @@ def train(run: TrainingRun) -> int:
 
 def _write_run_metadata(run: TrainingRun, run_dir: Path) -> None:
     """kocpt_model.json beside the iter_* dirs (the converter reads it to go back to HF)."""
-    hf_config = {}
+    hf_config, generation_config = {}, None
     if run.init_kind == "hf":
         hf_config = json.loads((Path(run.init_path) / "config.json").read_text())
+        generation_file = Path(run.init_path) / "generation_config.json"
+        if generation_file.is_file():  # resize's suppress_tokens (its pad rows) travel to the export
+            generation_config = json.loads(generation_file.read_text())
     elif run.init_kind == "megatron_checkpoint":
-        hf_config = read_model_metadata(run.init_path).hf_config
+        init = read_model_metadata(run.init_path)
+        hf_config, generation_config = init.hf_config, init.generation_config
     write_model_metadata(
         run_dir,
         ModelMetadata(shape=run.shape, dtype=run.params_dtype, padded_vocab_size=run.padded_vocab_size,
-                      hf_config=hf_config),
+                      hf_config=hf_config, generation_config=generation_config,
+                      tokenizer=fingerprint(run.settings.pretrain.tokenizer)),
     )
 
 

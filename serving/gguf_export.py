@@ -29,10 +29,12 @@ if __package__ in (None, ""):  # `python serving/gguf_export.py`: import the pac
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from serving import BadInput
+from stagekit.outputs import check_output, remove_stale_staging, staging_prefix
 from stagekit.wheels import cache_dir
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp's sources, converter included
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+STAGE = "export gguf"  # names this stage's outputs (stagekit.outputs)
 _SOURCES = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 
 
@@ -119,18 +121,27 @@ def gguf_vocabulary(path: Path, gguf_py: Path) -> list[str]:
     return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
 
 
+def is_gguf_file(path: Path) -> bool:
+    """An earlier export (what --overwrite may replace): a file that starts with GGUF's magic."""
+    try:
+        with open(path, "rb") as handle:
+            return path.is_file() and handle.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def export(model: str | Path, output: str | Path, outtype: str = "f16", llama_cpp: str | Path | None = None,
            overwrite: bool = False) -> dict:
     model, output = Path(model), Path(output)
     if outtype not in OUTTYPES:
         raise BadInput(f"--outtype {outtype!r}: expected one of {', '.join(OUTTYPES)}")
-    if output.exists() and not overwrite:
-        raise BadInput(f"{output}: exists (pass --overwrite to replace it)")
+    check_output(output, stage=STAGE, overwrite=overwrite, inputs={"--model": model}, recognise=is_gguf_file)
     rows, pieces = check_model(model)
     script, gguf_py = converter(llama_cpp)
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    remove_stale_staging(output, lambda line: print(f"export: {line}", file=sys.stderr))
+    fd, tmp_name = tempfile.mkstemp(prefix=staging_prefix(output), dir=output.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

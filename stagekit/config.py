@@ -63,13 +63,33 @@ from stagekit.errors import BadInput
 SECTIONS: tuple[str, ...] = ("corpus", "tokenizer", "model", "checkpoints", "tokenize", "pretrain", "eval", "cluster")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both."""
+def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, ...] = SECTIONS) -> None:
+    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both.
+
+    `sections`: the sections this command reads. A `--set` for any other section is refused at parse
+    time: it would change nothing here, and nothing a user passes is silently dropped.
+    """
+    unknown = [name for name in sections if name not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown} (valid sections: {', '.join(SECTIONS)})")
+
+    def override(text: str) -> str:
+        try:
+            section = parse_override(text)[0]
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("--set ")) from None
+        if section not in sections:
+            raise argparse.ArgumentTypeError(
+                f"{text}: this command does not read the {section} section (it reads: {', '.join(sections)}); "
+                "pass it to the stage that does")
+        return text
+
     parser.add_argument("--config", metavar="FILE",
-                        help="YAML run config (e.g. configs/demo.yaml); this stage reads its own section")
+                        help=f"YAML run config (e.g. configs/demo.yaml); this command reads its {', '.join(sections)} section(s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        type=override,
                         help="override a config value (repeatable; dotted keys and list indices, YAML values), "
-                        "e.g. --set tokenizer.vocab_size=8000; explicit flags win over it")
+                        f"e.g. --set {sections[0]}.KEY=VALUE; explicit flags win over it")
 
 
 def read_config_file(path) -> dict:

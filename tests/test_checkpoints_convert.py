@@ -214,5 +214,52 @@ def test_bad_inputs_fail_with_one_line(models, tmp_path, capsys):
     assert "no kocpt_model.json" in _fail(["--to", "hf", "--input", str(models["mha"]["hf"]), "--output", str(tmp_path / "o")], capsys)
     err = _fail(["--to", "hf", "--input", str(models["mha"]["megatron"]), "--output", str(tmp_path / "o"),
                  "--tokenizer", str(models["tokenizer_32k"])], capsys)
-    assert "32,000 pieces, more than the checkpoint's vocabulary 1,100" in err
+    assert "32,000 ids but the model" in err and "only 1,100 rows" in err
     assert not (tmp_path / "o").exists()
+
+
+def cut_llama2_tokenizer(directory: Path, pieces: int, rename: dict[int, str] | None = None) -> Path:
+    proto = pb.ModelProto()
+    proto.ParseFromString(LLAMA2_TOKENIZER.read_bytes())
+    del proto.pieces[pieces:]
+    for index, piece in (rename or {}).items():
+        proto.pieces[index].piece = piece
+    directory.mkdir()
+    (directory / "tokenizer.model").write_bytes(proto.SerializeToString())
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    return directory
+
+
+def test_a_tokenizer_of_another_model_is_refused_on_the_way_back(models, tmp_path, capsys):
+    """Fewer ids than rows only as padding makes them; same size is not enough: the pieces the model
+    was converted with are recorded in kocpt_model.json and checked."""
+    smaller = cut_llama2_tokenizer(tmp_path / "tok-1000", 1000)
+    err = _fail(["--to", "hf", "--input", str(models["mha"]["megatron"]), "--output", str(tmp_path / "o"),
+                 "--tokenizer", str(smaller)], capsys)
+    assert "1,000 ids, but the model" in err and "no vocabulary padding explains" in err
+
+    with_tokenizer = tmp_path / "hf-with-tokenizer"
+    shutil.copytree(models["mha"]["hf"], with_tokenizer)
+    shutil.copy(models["tokenizer"] / "tokenizer.model", with_tokenizer / "tokenizer.model")
+    megatron = tmp_path / "megatron"
+    run("-m", "checkpoints.convert", "--to", "megatron", "--input", str(with_tokenizer), "--output", str(megatron))
+    recorded = json.loads((megatron / "kocpt_model.json").read_text())["tokenizer"]
+    assert recorded["ids"] == 1100
+    other = cut_llama2_tokenizer(tmp_path / "tok-other", 1100, {700: "▁다른"})
+    err = _fail(["--to", "hf", "--input", str(megatron), "--output", str(tmp_path / "o"), "--tokenizer", str(other)], capsys)
+    assert "not the tokenizer" in err and not (tmp_path / "o").exists()
+
+
+def test_output_onto_its_input_or_a_foreign_directory_is_refused(models, tmp_path, capsys):
+    megatron = models["mha"]["megatron"]
+    before = sorted(p.name for p in megatron.iterdir())
+    assert "is --input" in _fail(["--to", "hf", "--input", str(megatron), "--output", str(megatron), "--overwrite"], capsys)
+    assert "is --tokenizer" in _fail(["--to", "hf", "--input", str(megatron), "--output", str(models["tokenizer"]),
+                                      "--tokenizer", str(models["tokenizer"]), "--overwrite"], capsys)
+    assert sorted(p.name for p in megatron.iterdir()) == before
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "weights.bin").write_bytes(b"x")
+    assert "not an output of kocpt checkpoints convert" in _fail(
+        ["--to", "megatron", "--input", str(models["mha"]["hf"]), "--output", str(foreign), "--overwrite"], capsys)
+    assert (foreign / "weights.bin").read_bytes() == b"x"

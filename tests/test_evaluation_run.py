@@ -139,7 +139,16 @@ def test_bad_input_is_one_line_and_keeps_the_previous_report(tmp_path, exported_
 
     write_tiny_llama(tiny_vocab, tiny_llama_config(vocab_size=1000))
     err = _run_bad(["--model", str(tiny_vocab), "--tokenizer", str(llama2_tokenizer_dir)] + common, capsys)
-    assert "32,000 tokens but the model only 1,000" in err
+    assert "32,000 ids but the model" in err and "only 1,000 rows" in err
+    # Same size, another base: the model's own tokenizer (shipped beside it) disagrees at some id.
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString((llama2_tokenizer_dir / "tokenizer.model").read_bytes())
+    proto.pieces[5000].piece = "▁다른"
+    (tmp_path / "other.model").write_bytes(proto.SerializeToString())
+    err = _run_bad(["--model", str(exported_model_dir), "--tokenizer", str(tmp_path / "other.model")] + common, capsys)
+    assert "its id 5000 is '▁다른'" in err
     assert "tokenizer_config.json" in _run_bad(["--model", str(tiny_vocab), "--tokenizer", str(tmp_path)] + common, capsys)
     assert "not a SentencePiece model" in _run_bad(
         ["--model", str(tiny_vocab), "--tokenizer", str(small / "config.json")] + common, capsys)

@@ -66,6 +66,29 @@ def test_vocabulary_mismatch_between_tokenizer_and_checkpoint(tmp_path, data_dir
     assert "vocabulary mismatch" in line and "32000 pieces" in line and "40192 rows" in line
 
 
+def test_checkpoint_dir_may_not_be_an_input(tmp_path, data_dir, capsys):
+    line = error_line(capsys, tiny_config(tmp_path / "c.yaml", data_dir, data_dir))
+    assert "pretrain.checkpoint.dir" in line and "pretrain.data" in line
+
+
+def test_an_init_model_made_with_another_tokenizer_is_refused(tmp_path, data_dir, capsys):
+    """Same number of rows is not enough: the init model's own tokenizer must have the same pieces."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({
+        "model_type": "llama", "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 172,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+    }))
+    proto = pb.ModelProto()
+    proto.ParseFromString(LLAMA2_TOKENIZER.read_bytes())
+    proto.pieces[700].piece = "▁다른"
+    (hf / "tokenizer.model").write_bytes(proto.SerializeToString())
+    line = error_line(capsys, tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run", init={"hf": str(hf)}))
+    assert "pretrain.tokenizer" in line and "its id 700" in line
+
+
 def test_data_from_another_tokenizer(tmp_path, data_dir, capsys):
     other = tmp_path / "other"
     other.mkdir()

@@ -103,7 +103,7 @@ def test_max_added_fresh_bpe_and_refusals(smol, merged, tmp_path, capsys):
     for argv, needle in [
         (["--add", str(tmp_path / "x.model"), "--output", out], "takes PREFIX.json"),
         (["--add", str(learned), "--mode", "chinese-llama", "--output", out], "--mode safe"),
-        (["--add", str(learned), "--output", str(tok_dir)], "not empty"),
+        (["--add", str(learned), "--output", str(tok_dir)], "already exists"),
         (["--add", str(learned), "--output", out, "--add-special", "<|im_start|>"], "already a token"),
         (["--add", str(learned), "--output", out, "--add-special", "<|x|>", "<|x|>"], "named twice"),
     ]:

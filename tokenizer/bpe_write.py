@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 
-from stagekit.outputs import publish_directory
+from stagekit.outputs import staged_directory
 from tokenizer import BadInput
 from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, merges_only, read_learned
 from tokenizer.report import PROBES, read_lines, stdlib_code_lines
@@ -131,9 +131,8 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
     # The identity promise is for text without Hangul; the Korean probes are checked for round trips below.
     texts["edge strings"] = [p for p in PROBES if p and not HANGUL.search(p)]
     output = Path(config.output).resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    say = lambda line: print(f"merge: {line}", file=sys.stderr)
+    with staged_directory(output, **config.output_rule(), say=say) as staging:
         for path in _base_files(base_json):
             shutil.copyfile(path, staging / path.name)
         _add_special_to_config(staging, config.add_special)
@@ -144,10 +143,6 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
                             "total": next_id + len(config.add_special)},
                   "merge": stats.__dict__, **verify(staging, base_spec, merged_spec, stats, texts)}
         (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        publish_directory(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report
 
 

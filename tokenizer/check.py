@@ -36,7 +36,8 @@ import sentencepiece as spm
 from tokenizer import BadInput
 from tokenizer.hf_export import byte_pieces_ok
 from tokenizer.reachability import unreachable
-from tokenizer.spm_model import BYTE, NORMAL, USER_DEFINED, ModelProto, is_hangul, load_model, write_bytes_atomic
+from stagekit.outputs import write_file_atomic
+from tokenizer.spm_model import BYTE, NORMAL, USER_DEFINED, ModelProto, is_hangul, load_model
 
 _KOREAN = ["안녕하세요, 반갑습니다.", "대한민국의 수도는 서울입니다.", "값을 읽고 닭을 삶았다", "ㅋㅋㅋ ㅎㅎ ㅠㅠ"]
 PROBES: dict[str, list[str]] = {
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     print("\n".join(summary_lines(report)))
     if args.json:
-        write_bytes_atomic(args.json, (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+        write_file_atomic(args.json, (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
     return 1 if report["defects"] else 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ if __package__ in (None, ""):  # `python tokenizer/merge.py`: import the package
 
 
 from stagekit.config import add_config_arguments, load_section
-from stagekit.outputs import publish_directory
+from stagekit.outputs import check_output, staged_directory, write_file_atomic
 from tokenizer import BadInput
 from tokenizer.bpe_merge import byte_level_json
 from tokenizer.config import TokenizerConfig
@@ -55,13 +54,12 @@ from tokenizer.piece_merge import (  # noqa: F401  (merge_safe: the library entr
 )
 from tokenizer.spm_model import (
     ModelProto,
-    _umask,
     load_model,
     resolve_model_path,
-    write_bytes_atomic,
 )
 
 MODES = ("safe", "chinese-llama")
+STAGE = "tokenizer merge"  # names this stage's outputs (stagekit.outputs)
 LICENSE_FILES = ("LICENSE", "LICENSE.txt", "USE_POLICY.md")
 
 
@@ -85,6 +83,12 @@ class MergeConfig:
     eval_max_lines: int = 2000
     plot: bool = True
 
+    def output_rule(self) -> dict:
+        """The stage and the inputs its output must stay clear of (stagekit.outputs)."""
+        return {"stage": STAGE, "overwrite": self.overwrite,
+                "inputs": {"--base": self.base, "--add": self.add, "--eval-korean": self.eval_korean,
+                           "--eval-english": self.eval_english}}
+
     def validate(self) -> None:
         if self.mode not in MODES:
             raise BadInput(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -94,11 +98,7 @@ class MergeConfig:
             raise BadInput("--max-added and --eval-code-files must be >= 0, --eval-max-lines >= 1")
         if self.mode == "chinese-llama" and (self.hangul_nfc or self.max_added):
             raise BadInput("--hangul-nfc and --max-added are safe-mode options")
-        out = Path(self.output)
-        if out.exists() and not out.is_dir():
-            raise BadInput(f"{out}: exists and is not a directory")
-        if out.is_dir() and any(out.iterdir()) and not self.overwrite:
-            raise BadInput(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+        check_output(self.output, **self.output_rule())
         for path in self.eval_korean + self.eval_english:
             if not Path(path).is_file():
                 raise BadInput(f"{path}: evaluation text not found")
@@ -129,6 +129,10 @@ def merge_models(config: MergeConfig) -> tuple[ModelProto, MergeStats, ModelProt
     return merged, stats, base
 
 
+def _say(line: str) -> None:
+    print(f"merge: {line}", file=sys.stderr)
+
+
 def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeStats, base: ModelProto) -> dict:
     """Write everything into a temporary sibling directory, verify, then rename into place."""
     from tokenizer.check import check as check_tokenizer  # heavy imports (transformers)
@@ -136,11 +140,8 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
     from tokenizer.report import EvalTexts, build_report, plot_report
 
     output = Path(config.output).resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
-        staging.chmod(0o777 & ~_umask())
-        write_bytes_atomic(staging / "tokenizer.model", merged.SerializeToString())
+    with staged_directory(output, **config.output_rule(), say=_say) as staging:
+        write_file_atomic(staging / "tokenizer.model", merged.SerializeToString())
         write_hf_files(merged, staging)
         base_dir = resolve_model_path(config.base).parent
         for name in LICENSE_FILES:
@@ -156,10 +157,6 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
         (staging / "report.json").write_text(_json(report), encoding="utf-8")
         if config.plot and report["korean"]:
             plot_report(report, staging / "report.png")
-        publish_directory(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report
 
 
@@ -181,7 +178,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--add", required=True, action="append", metavar="FILE", help="SentencePiece model to add (repeatable); "
                         "PREFIX.json from tokenizer/train.py --base for a byte-level base")
     parser.add_argument("--output", required=True, metavar="DIR", help="new tokenizer directory")
-    add_config_arguments(parser)
+    add_config_arguments(parser, ("tokenizer",))
     parser.add_argument("--mode", choices=MODES, help="safe: Hangul pieces below every base score; chinese-llama: "
                         "score-0 appending, for comparison (default: tokenizer.mode, else safe)")
     parser.add_argument("--script", choices=SCRIPTS, default="hangul",

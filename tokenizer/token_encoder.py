@@ -91,6 +91,10 @@ class TokenEncoder:
     def sha256(self) -> str:
         return hashlib.sha256(Path(self.model_path).read_bytes()).hexdigest()
 
+    def pieces(self) -> list[str]:
+        """Every id's piece, in id order (what a model's rows were trained to mean)."""
+        return [self.processor.IdToPiece(i) for i in range(self.vocab_size)]
+
     def char_lengths(self) -> np.ndarray:
         """Characters each id contributes to decoded text (control ids 0, UTF-8 lead bytes 1)."""
         processor = self.processor
@@ -144,6 +148,10 @@ class ByteLevelEncoder(TokenEncoder):
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.processor.encode_batch(texts, add_special_tokens=False)]
+
+    def pieces(self) -> list[str]:
+        by_id = {i: token for token, i in self.processor.get_vocab(with_added_tokens=True).items()}
+        return [by_id.get(i, "") for i in range(self.vocab_size)]
 
     def char_lengths(self) -> np.ndarray:
         """Characters each id contributes: UTF-8 lead bytes of its bytes; special tokens 0."""

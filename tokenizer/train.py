@@ -34,11 +34,12 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from stagekit.config import add_config_arguments, load_section
+from stagekit.outputs import refuse_overlap, write_file_atomic
 from tokenizer import BadInput
 from tokenizer.bpe_continue import continue_merges, continued_tokenizer_json
 from tokenizer.bpe_merge import byte_level_json, train_byte_level
 from tokenizer.config import TokenizerConfig
-from tokenizer.spm_model import load_model, write_bytes_atomic
+from tokenizer.spm_model import load_model
 from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
 
 
@@ -75,6 +76,8 @@ class TrainConfig:
             raise BadInput(f"--num-threads must be >= 1, got {self.num_threads}")
         if not self.output or Path(self.output).is_dir():
             raise BadInput(f"--output {self.output!r} must be a file prefix (PREFIX.model is written), not a directory")
+        for suffix in (".model", ".vocab", ".json"):  # the files this stage writes (stagekit's output rule)
+            refuse_overlap(f"{self.output}{suffix}", {"--input": self.inputs, "--base": self.base}, output_flag="--output")
 
 
 def trainer_kwargs(config: TrainConfig) -> dict:
@@ -142,8 +145,8 @@ def train(config: TrainConfig) -> dict:
         model_bytes = trained.SerializeToString()
         vocab_bytes = (Path(f"{tmp_prefix}.vocab")).read_bytes()
     # .vocab first: a present .model is the sign of a complete run.
-    write_bytes_atomic(f"{prefix}.vocab", vocab_bytes)
-    write_bytes_atomic(f"{prefix}.model", model_bytes)
+    write_file_atomic(f"{prefix}.vocab", vocab_bytes)
+    write_file_atomic(f"{prefix}.model", model_bytes)
     proto = load_model(f"{prefix}.model")
     summary = {
         "model": f"{prefix}.model",
@@ -184,7 +187,7 @@ def _train_byte_level(config: TrainConfig, chosen: list[str], base_json: Path, r
         text = train_byte_level(chosen, base_json, config.vocab_size)
     target = Path(f"{config.output}.json")
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(target, text.encode("utf-8"))
+    write_file_atomic(target, text.encode("utf-8"))
     merges = len(json.loads(text)["model"]["merges"])
     seconds = time.perf_counter() - started
     print(f"wrote {target} ({merges:,} merges) in {seconds:.1f}s", file=sys.stderr)
@@ -206,7 +209,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--base", metavar="BASE", help="the tokenizer to be extended; when it is a byte-level BPE "
                         "(tokenizer.json or an HF directory holding one, e.g. SmolLM2, Llama-3), learn merges under its "
                         "pre-tokenizer and write PREFIX.json; a SentencePiece base changes nothing (default: tokenizer.base)")
-    add_config_arguments(parser)
+    add_config_arguments(parser, ("tokenizer",))
     defaults = TokenizerConfig()
     parser.add_argument("--vocab-size", type=int, help="pieces in the model, incl. 3 special and 256 byte pieces "
                         f"(default: tokenizer.vocab_size, else {defaults.vocab_size})")
