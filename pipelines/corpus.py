@@ -40,6 +40,7 @@ from pipelines.clustering import JOB_ERROR_MARKER
 from pipelines.near_dedup import NearDedup
 from pipelines.runner import (
     UsageError,
+    absolute,
     is_local,
     parallelism_hint,
     pipeline_options,
@@ -151,7 +152,7 @@ def previous_index_files(outputs: list[str], output: str) -> list[str]:
             path = FileSystems.join(previous, entry["file"])
             if not FileSystems.exists(path):
                 raise UsageError(f"{path}: index file named in {manifest_path} is missing")
-            files.append(path)
+            files.append(absolute(path))  # read by workers
     return files
 
 
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         num_shards = count_shards(config, sum(size for _, _, size in inputs))
         options = pipeline_options(beam_args)
         prepare_output(output, say)
-        staging = f"{output}.tmp-{uuid.uuid4().hex[:8]}"
+        staging = f"{absolute(output)}.tmp-{uuid.uuid4().hex[:8]}"  # workers write it, in folders of their own
         run_info = {
             "inputs": [{"kind": kind, "path": name, "bytes": size} for kind, name, size in inputs],
             "skipped_files": skipped,
