@@ -41,6 +41,7 @@ from pipelines.corpus_paths import STAGE, check_corpus_output, expand_inputs, pr
 from pipelines.near_dedup import NearDedup
 from pipelines.runner import (
     UsageError,
+    absolute,
     is_local,
     parallelism_hint,
     pipeline_options,
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         num_shards = count_shards(config, sum(size for _, _, size in inputs))
         options = pipeline_options(beam_args)
         prepare_output(output, say)
-        staging = f"{output}.tmp-{uuid.uuid4().hex[:8]}"
+        staging = f"{absolute(output)}.tmp-{uuid.uuid4().hex[:8]}"  # workers write it, in folders of their own
         run_info = {
             "inputs": [{"kind": kind, "path": name, "bytes": size} for kind, name, size in inputs],
             "skipped_files": skipped,

@@ -12,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from corpus.records import HF_PREFIX, SUPPORTED_TYPES, input_format, is_hf_dataset_dir
 from pipelines import corpus_steps as steps
-from pipelines.runner import UsageError
+from pipelines.runner import UsageError, absolute
 from stagekit.outputs import check_output, is_kocpt_output, publish_directory, read_marker, refuse_overlap
 
 STAGE = "corpus"  # names this stage's outputs (stagekit.outputs)
@@ -121,7 +121,7 @@ def previous_index_files(outputs: list[str]) -> list[str]:
             path = FileSystems.join(previous, entry["file"])
             if not FileSystems.exists(path):
                 raise UsageError(f"{path}: index file named in {manifest_path} is missing")
-            files.append(path)
+            files.append(absolute(path))  # read by workers
     return files
 
 

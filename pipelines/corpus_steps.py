@@ -11,6 +11,7 @@ The job's stats are counted from these and from the kept shards, so they add up 
 from __future__ import annotations
 
 import json
+import os
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -21,7 +22,7 @@ from corpus.clean import clean_document
 from corpus.encodings import MOSTLY_UNDECODABLE
 from corpus.filters import QualityConfig
 from corpus.index import read_index
-from corpus.records import BadFile, ReadOptions, read_input
+from corpus.records import HF_PREFIX, BadFile, ReadOptions, read_input
 
 BAD_FILE_MARKER = "KOCPT-BAD-FILE: "
 MANIFEST_PENDING = "manifest.pending.json"  # becomes manifest.json once the job has finished
@@ -50,19 +51,23 @@ class ReadInputFn(beam.DoFn):
     def __init__(self, options: ReadOptions, skip_bad_files: bool):
         self.options = options
         self.skip_bad_files = skip_bad_files
+        # Built in the launching process: relative input names are relative to its folder, which
+        # workers need not share (an external worker pool). Ids and reports keep the names as given.
+        self.launch_dir = os.getcwd()
 
     def process(self, spec: tuple):
         kind, name, part, parts = spec if len(spec) == 4 else (*spec, 0, 1)
+        path = name if name.startswith(HF_PREFIX) or "://" in name else os.path.join(self.launch_dir, name)
         read = 0
         try:
             if kind == "dataset":
-                for kind_record in read_input(name, None, self.options):
+                for kind_record in read_input(path, None, self.options):
                     if read % parts == part:
                         yield self._emit(kind_record)
                     read += 1
                 return
             report: dict = {}
-            with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
                 for kind_record in read_input(name, stream, self.options, report):
                     if read % parts == part:
                         yield self._emit(kind_record)

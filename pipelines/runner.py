@@ -80,6 +80,16 @@ def prepare_output(output: str, say) -> None:
     if stale:
         say(f"removed {len(stale)} temporary folder(s) of an earlier interrupted run: {', '.join(stale)}")
 
+
+def absolute(path: str) -> str:
+    """A local path made absolute; URLs (gs://, s3://, ...) unchanged.
+
+    Paths handed to workers must not depend on this process's folder: an external worker pool
+    (PortableRunner) or a cluster's workers run in folders of their own.
+    """
+    return path if "://" in path else os.path.abspath(path)
+
+
 LOCAL_RUNNER_ALIASES = {None, "DirectRunner", "SwitchingDirectRunner", "FnApiRunner"}
 
 

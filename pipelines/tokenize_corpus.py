@@ -39,6 +39,7 @@ from apache_beam.metrics import Metrics
 from corpus.shards import ShardError, read_shard, verified_shards
 from pipelines.runner import (
     UsageError,
+    absolute,
     is_local,
     pipeline_options,
     prepare_output,
@@ -212,10 +213,10 @@ def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file:
     """
     config.validate()
     try:
-        shards = [str(path) for path in verified_shards(config.corpus)]
+        shards = [absolute(str(path)) for path in verified_shards(config.corpus)]  # read by workers
     except ShardError as exc:
         raise BadInput(str(exc)) from None
-    encoder = TokenEncoder.load(config.tokenizer)
+    encoder = TokenEncoder.load(absolute(config.tokenizer))  # loaded again by each worker
     check_special_ids(config, encoder)
     output = Path(config.output)
     check_output(output, Path(config.corpus))
@@ -223,7 +224,7 @@ def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file:
         prepare_output(str(output), say or (lambda line: print(line, file=sys.stderr)))
     except UsageError as exc:
         raise BadInput(str(exc)) from None
-    staging = output.with_name(f"{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging = Path(absolute(f"{output}.tmp-{uuid.uuid4().hex[:8]}"))  # workers write into it
     staging.mkdir()
     write_marker(staging, STAGE)
     options = pipeline_options(beam_args or [], default_workers=min(len(shards), os.cpu_count() or 1))
