@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from mcore_llama.hf_checkpoint import SAFETENSORS_DTYPES, SAFETENSORS_INDEX
 from stagekit.errors import BadInput
+from stagekit.outputs import MARKER
 
 
 def write_safetensors_shards(
@@ -84,7 +85,9 @@ def copy_tokenizer_files(tokenizer_dir: Path, out_dir: Path) -> list[str]:
         raise BadInput(f"{tokenizer_dir}: no tokenizer.model or tokenizer.json (not a tokenizer directory)")
     copied = []
     for path in sorted(tokenizer_dir.iterdir()):
-        if path.is_file() and not path.name.endswith(".safetensors") and path.name not in ("config.json", SAFETENSORS_INDEX, "generation_config.json"):
+        if path.is_file() and not path.name.endswith(".safetensors") and path.name not in (
+            "config.json", SAFETENSORS_INDEX, "generation_config.json", MARKER,  # the model dir has its own marker
+        ):
             shutil.copy2(path, out_dir / path.name)
             copied.append(path.name)
     return copied
