@@ -34,6 +34,7 @@ from mcore_llama.build import causal_attention_mask  # noqa: E402
 from mcore_llama.run_dir import ModelMetadata, latest_checkpoint, read_model_metadata, write_model_metadata  # noqa: E402
 from pretrain import checkpointing  # noqa: E402
 from pretrain.config import ConfigError, load_config  # noqa: E402
+from stagekit.config import config_file  # noqa: E402
 from pretrain.flops import flops_per_token  # noqa: E402
 from pretrain.processes import StopRequest, init_distributed  # noqa: E402
 from pretrain.resolve import TrainingRun, describe, resolve_training_run  # noqa: E402
@@ -215,6 +216,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "for more than one process; see pretrain/launch.sh).",
     )
     parser.add_argument("config", nargs="?", help="YAML config with pretrain: (and model:) sections")
+    parser.add_argument("--config", dest="config_option", metavar="FILE", help="the same as CONFIG (as every stage takes it)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--check", action="store_true", help="validate the config, print the plan and exit")
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        run = resolve_training_run(load_config(args.config, args.overrides), args.world_size)
+        config = config_file(args.config, args.config_option)
+        run = resolve_training_run(load_config(config, args.overrides), args.world_size)
     except ConfigError as exc:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -243,4 +246,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

@@ -27,6 +27,8 @@ A stage command wires it like this:
 API (every error is `stagekit.errors.BadInput` with a one-line message):
   SECTIONS                          the valid top-level section names
   add_config_arguments(parser)      adds --config and --set (dests `config` and `overrides`)
+  config_file(positional, option)   a positional CONFIG and --config FILE: either (or the same file twice)
+  check_config_arguments(path, overrides)   the file and --set items of a command that reads no section
   read_config_file(path) -> dict    the whole file; its top level must be a mapping of SECTIONS
                                     (`pretrian:` is an error naming it and listing the valid ones)
   parse_override(text)              "section.key.0.name=VALUE" -> (section, "key.0.name", value)
@@ -63,13 +65,33 @@ from stagekit.errors import BadInput
 SECTIONS: tuple[str, ...] = ("corpus", "tokenizer", "model", "checkpoints", "tokenize", "pretrain", "eval", "cluster")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both."""
+def add_config_arguments(parser: argparse.ArgumentParser, reads: str = "its own section") -> None:
+    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both. `reads`: what the
+    command takes from the file, for --help (one reading no section checks both: `check_config_arguments`)."""
     parser.add_argument("--config", metavar="FILE",
-                        help="YAML run config (e.g. configs/demo.yaml); this stage reads its own section")
+                        help=f"YAML run config (e.g. configs/demo.yaml); this command reads {reads}")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (repeatable; dotted keys and list indices, YAML values), "
                         "e.g. --set tokenizer.vocab_size=8000; explicit flags win over it")
+
+
+def config_file(positional: str | None, option: str | None, required: bool = False) -> str | None:
+    """The run config of a command that takes a positional CONFIG (`kocpt plan`, `kocpt pretrain`) and, as
+    every stage, `--config FILE`: either, or both naming the same file."""
+    if positional and option and Path(positional).resolve() != Path(option).resolve():
+        raise BadInput(f"two configs given: {positional} and --config {option} (give one)")
+    chosen = positional or option
+    if required and not chosen:
+        raise BadInput("no config given: pass CONFIG or --config FILE (e.g. configs/llama2-7b.yaml)")
+    return chosen
+
+
+def check_config_arguments(path, overrides=()) -> None:
+    """A command that reads no section still checks the file and every `--set` item (no typo passes)."""
+    if path is not None:
+        read_config_file(path)
+    for text in overrides or ():
+        parse_override(text)
 
 
 def read_config_file(path) -> dict:
