@@ -302,9 +302,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if section.base is None:
             print(f"{prog}: base tokenizer: Mistral-7B's tokenizer.model.v1 (mistral-common), the merge's stand-in "
                   "for Llama-2's; pass --base or set tokenizer.base for another", file=sys.stderr)
-        base = load_model(section.base_model())
+        base_path = section.base_model()
+        base = load_model(base_path)
         texts = EvalTexts(korean=args.korean, english=args.english, code_files=args.code_files, max_lines=args.max_lines)
-        report = build_report(args.tokenizer, base, texts, do_sweep=args.sweep, sweep_steps=args.sweep_steps, check_hf=args.hf)
+        report = build_report(args.tokenizer, base, texts, do_sweep=args.sweep, sweep_steps=args.sweep_steps, check_hf=args.hf,
+                              base_path=str(base_path))
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
