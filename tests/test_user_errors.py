@@ -91,6 +91,9 @@ def test_eval_reads_a_byte_level_merges_report(tmp_path):
     text = report.markdown({"models": [], "texts": {}, "tokenizer": figures, "settings": {}, "files": {}, "notes": []})
     assert "Vocabulary 49,152 -> 57,152 ids (+8,000, byte-level BPE)." in text
     assert "| ko.txt | 2.000 | 0.600 |" in text
+    from kocpt.demo import summarize_tokenizer  # the demo's closing summary reads the same report
+
+    assert summarize_tokenizer(OLD_BYTE_LEVEL_REPORT).startswith("49,152 → 57,152 ids; Korean tokens/char 2.00 → 0.60")
 
 
 def test_both_merge_families_write_the_one_schema_eval_reads(byte_level, tmp_path, capsys):
