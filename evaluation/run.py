@@ -350,8 +350,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-documents", type=int, metavar="N", help="documents per text file, 0 = all (default 500)")
     parser.add_argument("--context", type=int, metavar="N", help="tokens per scoring window (default: the model's maximum)")
     parser.add_argument("--stride", type=int, metavar="N", help="window step (default: context // 2)")
-    parser.add_argument("--tasks", nargs="*", metavar="TASK", help="lm-eval tasks, space- or comma-separated as lm-eval "
-                        "takes them (default: korsts kornli nsmc; 'none' to skip)")
+    parser.add_argument("--tasks", nargs="*", action="extend", metavar="TASK", help="lm-eval tasks, space- or "
+                        "comma-separated as lm-eval takes them, or repeated (default: korsts kornli nsmc; 'none' to skip)")
     parser.add_argument("--task-data", action="append", default=[], metavar="TASK=FILE",
                         help="point a task at your own copy of its data (repeatable)")
     parser.add_argument("--limit", type=int, metavar="N", help="documents per lm-eval task (default: all)")

@@ -316,6 +316,13 @@ def test_eval_takes_lm_evals_comma_separated_tasks(tmp_path, capsys):
     assert split_task_names(["klue_sts,klue_nli", "nsmc", "korsts, nsmc"]) == ["klue_sts", "klue_nli", "nsmc", "korsts"]
     assert load_eval_config(None, ["eval.tasks=[klue_sts,klue_nli]"]).tasks == ["klue_sts", "klue_nli"]
     assert load_eval_config(None, flags={"tasks": ["kornli,nsmc"]}).tasks == ["kornli", "nsmc"]
+    from evaluation.run import build_parser
+
+    parse = build_parser("kocpt eval").parse_args
+    for argv, tasks in ((["--tasks", "korsts", "--tasks", "nsmc,kornli"], ["korsts", "nsmc", "kornli"]),
+                        (["--tasks", "korsts", "nsmc"], ["korsts", "nsmc"]), (["--tasks"], []), ([], None)):
+        args = parse(["--model", "m", "--output", "o", *argv])
+        assert (None if args.tasks is None else split_task_names(args.tasks)) == tasks, argv
 
 
 def test_no_progress_quiets_lm_evals_progress_bars(tmp_path, capfd):
