@@ -82,7 +82,7 @@ def check_directory(directory: Path, base_spec: dict | None, texts: dict[str, li
         notes.append("added tokens' reachability: not checked (pass --base, the tokenizer it was merged into)")
     for name, lines in texts.items():
         if name.startswith("korean:"):
-            report["korean"][name[7:]] = {"base": token_figures(base, lines) if base else None,
+            report["korean"][name[7:]] = {"base": token_figures(base, lines) if base is not None else None,
                                           "merged": token_figures(merged, lines)}
         elif base is not None:
             row = report["identity"][name] = identity(base, merged, lines)
