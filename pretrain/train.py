@@ -34,13 +34,13 @@ from mcore_llama.build import causal_attention_mask  # noqa: E402
 from mcore_llama.run_dir import ModelMetadata, latest_checkpoint, read_model_metadata, write_model_metadata  # noqa: E402
 from pretrain import checkpointing  # noqa: E402
 from pretrain.config import ConfigError, load_config  # noqa: E402
-from stagekit.config import config_file  # noqa: E402
 from pretrain.flops import flops_per_token  # noqa: E402
 from pretrain.processes import StopRequest, init_distributed  # noqa: E402
 from pretrain.resolve import TrainingRun, describe, resolve_training_run  # noqa: E402
 from pretrain.run_log import Logger  # noqa: E402
 from pretrain.stage_model import build_stage, frozen_row_masks, load_initial_weights  # noqa: E402
 from pretrain.step import evaluate, make_forward_step, train_step  # noqa: E402
+from stagekit.config import config_file  # noqa: E402
 
 
 def train(run: TrainingRun) -> int:

@@ -170,10 +170,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model or a byte-level tokenizer.json)")
     parser.add_argument("--output", required=True, metavar="FILE.gguf", help="GGUF file to write")
     parser.add_argument("--outtype", choices=OUTTYPES, default="f16", help="tensor type (default: %(default)s)")
+    add_config_arguments(parser, reads="no section (the export has no settings of its own in a run config)")
     parser.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout (default: the pinned release, cached)")
     parser.add_argument("--texts", action="append", default=[], metavar="FILE", help="texts for the llama.cpp id check (repeatable)")
     parser.add_argument("--no-check", dest="check", action="store_false", help="skip the llama.cpp check")
-    add_config_arguments(parser, reads="no section (the export has no settings of its own in a run config)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
