@@ -53,6 +53,9 @@ class EvalConfig:
     skip_missing: bool = False  # skip (and say so) text files / task data that do not exist
 
     def validate(self) -> "EvalConfig":
+        from evaluation.lm_eval_tasks import split_task_names
+
+        self.tasks = split_task_names(self.tasks)  # `tasks: [klue_sts,klue_nli]`, as lm-eval's --tasks takes them
         if self.max_documents < 0:
             raise BadInput(f"eval.max_documents must be >= 0 (got {self.max_documents})")
         if self.context is not None and self.context < 2:

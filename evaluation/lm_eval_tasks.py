@@ -18,10 +18,12 @@ before lm-eval is imported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -38,6 +40,49 @@ def go_offline() -> None:
     """No hub access from lm-eval, datasets or transformers (set before they are imported)."""
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[name] = "1"
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool = True):
+    """With `enabled` False, no progress bar from lm-eval or datasets while inside: datasets' own switch,
+    and tqdm forced off where lm-eval takes it from (the name `tqdm` in its loaded modules, and the tqdm
+    package itself for its function-local imports, e.g. the bootstrap of standard errors). Restored after."""
+    if enabled:
+        yield
+        return
+    import datasets
+    import tqdm as tqdm_package
+
+    original = tqdm_package.tqdm
+
+    class Quiet(original):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    patched = [(tqdm_package, original)]
+    for name, module in list(sys.modules.items()):
+        found = getattr(module, "tqdm", None) if name.startswith("lm_eval") and module is not None else None
+        if isinstance(found, type) and issubclass(found, original):
+            patched.append((module, found))
+    datasets_bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    for module, _ in patched:
+        module.tqdm = Quiet
+    try:
+        yield
+    finally:
+        for module, value in patched:
+            module.tqdm = value
+        if datasets_bars:
+            datasets.enable_progress_bars()
+
+
+def split_task_names(items) -> list[str]:
+    """Task names as lm-eval takes them: comma-separated (`klue_sts,klue_nli`), repeated or space-separated;
+    blanks dropped, order and first occurrence kept."""
+    names = [name.strip() for item in items or () for name in str(item).split(",")]
+    return list(dict.fromkeys(name for name in names if name))
 
 
 def local_task_names() -> list[str]:
@@ -120,10 +165,21 @@ def run_tasks(
     limit: int | float | None = None,
     batch_size: int = 8,
     max_length: int | None = None,
+    progress: bool = True,
 ) -> dict:
-    """Zero-shot lm-eval on `model` (a transformers PreTrainedModel) -> {"results", "n_samples", "versions", ...}."""
+    """Zero-shot lm-eval on `model` (a transformers PreTrainedModel) -> {"results", "n_samples", "versions", ...}.
+    `progress` False: no progress bars (lm-eval's, datasets')."""
     go_offline()
-    specs, need_builtin = task_specs(list(tasks), task_data)
+    specs, need_builtin = task_specs(split_task_names(tasks), task_data)
+    import lm_eval.api.task  # noqa: F401 - loaded before progress_bars() quiets the tqdm they hold
+    import lm_eval.evaluator  # noqa: F401
+    import lm_eval.models.huggingface  # noqa: F401
+
+    with progress_bars(progress):
+        return _run_tasks(model, tokenizer, specs, need_builtin, limit, batch_size, max_length)
+
+
+def _run_tasks(model, tokenizer, specs, need_builtin, limit, batch_size, max_length) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

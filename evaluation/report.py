@@ -72,28 +72,20 @@ def training_curves(root: str | Path, loss_tags: list[str], bpc_tags: list[str])
 
 
 def tokenizer_figures(path: str | Path) -> dict:
-    """The figures `kocpt eval` reports from the tokenizer stage's report.json."""
-    path = Path(path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: tokenizer report not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadInput(f"{path}: not a JSON tokenizer report") from None
-    if not isinstance(report, dict) or not isinstance(report.get("korean"), dict):
-        raise BadInput(f"{path}: not a tokenizer report (no \"korean\" section; write it with `kocpt tokenizer report`)")
-    try:
-        korean = {
-            Path(name).name: {side: {k: row[side][k] for k in ("tokens_per_char", "byte_token_share", "tokens_per_word")
-                                     if k in row[side]} for side in ("base", "merged")}
-            for name, row in report["korean"].items()
-        }
-        other = {Path(name).name: {"base": row["base"], "merged": row["merged"]}
-                 for name, row in (report.get("other_tokens_per_char") or {}).items()}
-    except (KeyError, TypeError):
-        raise BadInput(f"{path}: tokenizer report without base/merged figures per Korean text") from None
-    identity = {Path(name).name: row.get("share") for name, row in (report.get("identity") or {}).items()}
-    return {"report": str(path), "vocab": report.get("vocab"), "korean": korean,
+    """The figures `kocpt eval` reports from a tokenizer directory's report.json, of either tokenizer family
+    (the one schema: tokenizer/report_schema.py)."""
+    from tokenizer.report_schema import TokenizerReport
+
+    report = TokenizerReport.read(path)
+    korean = {Path(name).name: {side: {k: v for k, v in figures.to_dict().items()
+                                       if k in ("tokens_per_char", "byte_token_share", "tokens_per_word") and v is not None}
+                                for side, figures in row.items()}
+              for name, row in report.korean.items()}
+    other = {Path(name).name: dict(row) for name, row in report.other_tokens_per_char.items()}
+    identity = {Path(name).name: row.get("share") for name, row in report.identity.items()}
+    vocab = report.vocab and {"base_size": report.vocab.base_size, "added": report.vocab.added,
+                              "size": report.vocab.size, "unit": report.vocab.unit}
+    return {"report": str(path), "kind": report.kind, "vocab": vocab, "korean": korean,
             "other_tokens_per_char": other, "identity_share": identity}
 
 
@@ -230,8 +222,8 @@ def markdown(result: dict) -> str:
         lines += ["## Tokenizer", ""]
         vocab = tok.get("vocab") or {}
         if vocab:
-            lines.append(f"Vocabulary {vocab.get('base_pieces', '?'):,} -> {vocab.get('merged_pieces', '?'):,} pieces "
-                         f"(+{vocab.get('added_pieces', '?'):,}).")
+            lines.append(f"Vocabulary {vocab['base_size']:,} -> {vocab['size']:,} {vocab['unit']} (+{vocab['added']:,}"
+                         f"{', ' + tok['kind'] if tok.get('kind') else ''}).")
             lines.append("")
         lines += ["| text | tokens/char before | after | byte-token share before | after |", "|---|---|---|---|---|"]
         for name, row in tok["korean"].items():

@@ -163,7 +163,7 @@ def evaluate_model(spec: ModelSpec, config: EvalConfig, texts: dict[str, dict[st
                   f"{result.bits_per_byte:.4f} bits/byte, {result.tokens_per_char:.3f} tokens/char", flush=True)
     if config.tasks:
         tasks = run_tasks(model, tokenizer, config.tasks, task_data=config.task_data, limit=config.limit,
-                          batch_size=config.batch_size, max_length=config.context)
+                          batch_size=config.batch_size, max_length=config.context, progress=progress)
         entry["tasks"] = tasks["results"]
         entry["task_chance"] = tasks["chance"]
         entry["tasks_skipped"] = tasks["skipped"]
@@ -245,14 +245,12 @@ def task_columns(models: list[dict]) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> dict:
     from evaluation import report
-    from evaluation.lm_eval_tasks import go_offline
+    from evaluation.lm_eval_tasks import go_offline, split_task_names
 
     go_offline()
-    if args.no_progress:
-        import datasets
-
-        datasets.disable_progress_bars()  # lm-eval's data loading bars
-    tasks = None if args.tasks is None else ([] if args.tasks in (["none"], []) else args.tasks)
+    tasks = None if args.tasks is None else split_task_names(args.tasks)  # lm-eval's comma form too
+    if tasks == ["none"]:
+        tasks = []
     config = load_eval_config(args.config, args.overrides, flags={
         "korean": args.korean, "english": args.english, "max_documents": args.max_documents,
         "context": args.context, "stride": args.stride, "limit": args.limit, "batch_size": args.batch_size,
@@ -355,7 +353,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-documents", type=int, metavar="N", help="documents per text file, 0 = all (default 500)")
     parser.add_argument("--context", type=int, metavar="N", help="tokens per scoring window (default: the model's maximum)")
     parser.add_argument("--stride", type=int, metavar="N", help="window step (default: context // 2)")
-    parser.add_argument("--tasks", nargs="*", metavar="TASK", help="lm-eval tasks (default: korsts kornli nsmc; 'none' to skip)")
+    parser.add_argument("--tasks", nargs="*", action="extend", metavar="TASK", help="lm-eval tasks, space- or "
+                        "comma-separated as lm-eval takes them, or repeated (default: korsts kornli nsmc; 'none' to skip)")
     parser.add_argument("--task-data", action="append", default=[], metavar="TASK=FILE",
                         help="point a task at your own copy of its data (repeatable)")
     parser.add_argument("--limit", type=int, metavar="N", help="documents per lm-eval task (default: all)")
@@ -363,7 +362,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--prompt", action="append", metavar="TEXT", help="generation prompt (repeatable)")
     parser.add_argument("--max-new-tokens", type=int, metavar="N", help="tokens generated per prompt (default 40; 0 = none)")
     parser.add_argument("--skip-missing", action="store_true", help="skip text files and task data that do not exist")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (ours, lm-eval's, datasets')")
     return parser
 
 
@@ -388,4 +387,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

@@ -3,7 +3,9 @@
 Each stage owns its argument parser (so `python -m pipelines.corpus --help` and
 `kocpt corpus --help` print the same thing); this file only maps names to entry points and
 imports a stage lazily, so `kocpt --help` stays fast and one broken stage cannot break the others.
-Bad input is one type for every stage (`stagekit.errors.BadInput`), printed here as one line.
+Bad input is one type for every stage (`stagekit.errors.BadInput`), printed here as one line; Ctrl-C is
+`PROG: interrupted` and exit 130 after the stage's cleanup (stagekit.entry.run_main, which the
+`python -m` forms use too).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from stagekit.errors import BadInput
+from stagekit.entry import INTERRUPTED, run_main
 
 # name -> (module, help). Nested groups ("tokenizer train") are a dict of the same.
 COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
@@ -46,12 +48,20 @@ def _usage(table: dict, prefix: str) -> str:
         else:
             lines.append(f"  {name:<{width}}  {entry[1]}")
     lines.append("")
-    lines.append(f"Every command takes --help. Example: {prefix} corpus --help")
+    example = next(name for name, entry in table.items() if not isinstance(entry, dict))  # a command of this table
+    lines.append(f"Every command takes --help. Example: {prefix} {example} --help")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # before a stage started (its own are handled by run_main)
+        print("kocpt: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _dispatch(argv: list[str]) -> int:
     table: dict = COMMANDS
     prefix = "kocpt"
     while True:
@@ -75,12 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{prefix}: error: this stage is not installed ({module_name})", file=sys.stderr)
                 return 2
             raise
-        try:
-            result = module.main(argv, prog=prefix)
-        except BadInput as exc:  # any stage's bad input that its own main did not print: one line
-            print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-            return 2
-        return int(result or 0)
+        return run_main(module.main, argv, prog=prefix)  # BadInput and Ctrl-C: one line (stagekit/entry.py)
 
 
 if __name__ == "__main__":

@@ -155,9 +155,11 @@ def print_summary(prog: str, out: Path, seconds: float) -> None:
 
 
 def summarize_tokenizer(report: dict) -> str:
-    sizes = report["vocab"]
-    text = f"{sizes['base_pieces']:,} → {sizes['merged_pieces']:,} pieces"
-    for name, figures in report.get("korean", {}).items():
-        before, after = figures["base"]["tokens_per_char"], figures["merged"]["tokens_per_char"]
+    from tokenizer.report_schema import TokenizerReport  # either family's report.json, any schema version
+
+    read = TokenizerReport.from_dict(report)
+    text = f"{read.vocab.base_size:,} → {read.vocab.size:,} {read.vocab.unit}" if read.vocab else "report.json"
+    for name, figures in read.korean.items():
+        before, after = figures["base"].tokens_per_char, figures["merged"].tokens_per_char
         text += f"; Korean tokens/char {before:.2f} → {after:.2f} on {Path(name).name}"
     return text

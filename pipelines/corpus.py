@@ -304,4 +304,6 @@ def _print_summary(prog: str, output: str, stats: dict, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

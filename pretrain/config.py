@@ -247,6 +247,8 @@ def validate_static(run: RunConfig) -> None:
     for name in ("micro_batch_size", "global_batch_size", "seq_length"):
         if getattr(config, name) < 1:
             raise ConfigError(f"pretrain.{name}: must be >= 1, got {getattr(config, name)}")
+    if not (math.isfinite(config.peak_tflops_per_gpu) and config.peak_tflops_per_gpu > 0):
+        raise ConfigError(f"pretrain.peak_tflops_per_gpu: must be a number > 0, got {config.peak_tflops_per_gpu}")
     if config.train_steps is None and config.train_tokens is None and not config.stages:
         raise ConfigError("pretrain: set train_steps, train_tokens or stages")
     if config.train_steps is not None and config.train_tokens is not None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from pretrain.config import ConfigError, RunConfig, init_source, load_config, resolve_stages
 from pretrain.flops import flops_per_token, parameter_counts
 from mcore_llama.shape import LlamaShape, padded_vocab_size
-from stagekit.config import load_section
+from stagekit.config import config_file, load_section
 
 GIB = 1024**3
 DEFAULT_MEASUREMENT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu.json"
@@ -42,10 +42,25 @@ META_LLAMA2_7B_TOKENS_PER_GPU_S = 2.0e12 / (184_320 * 3600)  # 3,014: Llama-2 pa
 
 @dataclass
 class Cluster:
+    """The `cluster:` section (YAML, `--set cluster.KEY=VALUE`, or --nodes/--gpus-per-node/--gpu-memory-gib);
+    `validate()` refuses a count below 1 or a non-positive size whichever way the value came
+    (the shared loader runs it)."""
+
     nodes: int = 1
     gpus_per_node: int = 8
     gpu_memory_gib: float = 80.0
     assumed_mfu: float = 0.45  # what well-tuned Megatron-Core reaches on A100 for 7B (and Meta's)
+
+    def validate(self) -> None:
+        for name in ("nodes", "gpus_per_node"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"cluster.{name} (--{name.replace('_', '-')}) must be an integer >= 1, got {value}")
+        if not (math.isfinite(self.gpu_memory_gib) and self.gpu_memory_gib > 0):
+            raise ConfigError(f"cluster.gpu_memory_gib (--gpu-memory-gib) must be a number of GiB > 0, "
+                              f"got {self.gpu_memory_gib}")
+        if not 0 < self.assumed_mfu <= 1:  # NaN fails this too
+            raise ConfigError(f"cluster.assumed_mfu must be in (0, 1], got {self.assumed_mfu}")
 
 
 @dataclass
@@ -240,7 +255,8 @@ def render(result: dict) -> str:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", help="YAML config (pretrain:, model: and optional cluster: sections)")
+    parser.add_argument("config", nargs="?", help="YAML config (pretrain:, model: and optional cluster: sections)")
+    parser.add_argument("--config", dest="config_option", metavar="FILE", help="the same as CONFIG (as every stage takes it)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a pretrain config key (repeatable)")
     parser.add_argument("--nodes", type=int, help="nodes (default: cluster.nodes or 1)")
@@ -260,15 +276,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     prog = parser.prog
     try:
         # --set cluster.KEY=VALUE is plan's own section; the others are pretrain's (keys relative to it).
+        args.config = config_file(args.config, args.config_option, required=True)
         cluster_sets = [item for item in args.overrides if item.lstrip().startswith("cluster.")]
         run = load_config(args.config, [item for item in args.overrides if item not in cluster_sets])
         cluster = load_section(Cluster, "cluster", args.config, cluster_sets, flags={
             "nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "gpu_memory_gib": args.gpu_memory_gib})
         if args.mfu is not None and args.measured is not None:
             raise ConfigError("--mfu and --measured: give one (--mfu overrides any measurement)")
-        for name, value in (("--mfu", args.mfu), ("cluster.assumed_mfu", cluster.assumed_mfu)):
-            if value is not None and not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
+        if args.mfu is not None and not 0 < args.mfu <= 1:
+            raise ConfigError(f"--mfu must be in (0, 1], got {args.mfu}")
         result = plan(run, cluster, args.mfu, args.measured)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -280,4 +296,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

@@ -40,6 +40,7 @@ from pretrain.resolve import TrainingRun, describe, resolve_training_run  # noqa
 from pretrain.run_log import Logger  # noqa: E402
 from pretrain.stage_model import build_stage, frozen_row_masks, load_initial_weights  # noqa: E402
 from pretrain.step import evaluate, make_forward_step, train_step  # noqa: E402
+from stagekit.config import config_file  # noqa: E402
 from tokenizer.model_match import fingerprint  # noqa: E402
 
 
@@ -221,6 +222,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "for more than one process; see pretrain/launch.sh).",
     )
     parser.add_argument("config", nargs="?", help="YAML config with pretrain: (and model:) sections")
+    parser.add_argument("--config", dest="config_option", metavar="FILE", help="the same as CONFIG (as every stage takes it)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--check", action="store_true", help="validate the config, print the plan and exit")
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        run = resolve_training_run(load_config(args.config, args.overrides), args.world_size)
+        config = config_file(args.config, args.config_option)
+        run = resolve_training_run(load_config(config, args.overrides), args.world_size)
     except ConfigError as exc:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -249,4 +252,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # `python serving/gguf_export.py`: import the pac
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from serving import BadInput
+from stagekit.config import add_config_arguments, check_config_arguments
 from stagekit.outputs import check_output, remove_stale_staging, staging_prefix
 from stagekit.wheels import cache_dir
 
@@ -180,6 +181,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, metavar="HF_DIR", help="exported model (config.json, safetensors, tokenizer.model or a byte-level tokenizer.json)")
     parser.add_argument("--output", required=True, metavar="FILE.gguf", help="GGUF file to write")
     parser.add_argument("--outtype", choices=OUTTYPES, default="f16", help="tensor type (default: %(default)s)")
+    add_config_arguments(parser, (), reads="no section (the export has no settings of its own in a run config)")
     parser.add_argument("--llama-cpp", metavar="DIR", help="your llama.cpp checkout (default: the pinned release, cached)")
     parser.add_argument("--texts", action="append", default=[], metavar="FILE", help="texts for the llama.cpp id check (repeatable)")
     parser.add_argument("--no-check", dest="check", action="store_false", help="skip the llama.cpp check")
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
+        check_config_arguments(args.config, args.overrides)
         for path in args.texts:
             if not Path(path).is_file():
                 raise BadInput(f"{path}: file not found")
@@ -217,4 +220,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

@@ -17,24 +17,19 @@ Precedence, lowest first: the model's defaults < the file's section < `--set` < 
 A stage command wires it like this:
 
     parser = argparse.ArgumentParser(...)
-    add_config_arguments(parser)     # --config FILE -> args.config (str | None)
-                                     # --set SECTION.KEY=VALUE (repeatable) -> args.overrides (list[str])
+    add_config_arguments(parser, ("tokenizer",))  # --config FILE -> args.config; --set -> args.overrides
     parser.add_argument("--vocab-size", type=int)        # default None: "not given"
     args = parser.parse_args(argv)
-    section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides,
-                           flags={"vocab_size": args.vocab_size})
+    section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={"vocab_size": args.vocab_size})
 
-API (every error is `stagekit.errors.BadInput` with a one-line message):
-  SECTIONS                          the valid top-level section names
-  add_config_arguments(parser)      adds --config and --set (dests `config` and `overrides`)
-  read_config_file(path) -> dict    the whole file; its top level must be a mapping of SECTIONS
-                                    (`pretrian:` is an error naming it and listing the valid ones)
-  parse_override(text)              "section.key.0.name=VALUE" -> (section, "key.0.name", value)
-  read_section(section, path=None, overrides=()) -> dict
-                                    the section as plain YAML data with `--set` applied, unvalidated
-                                    (for callers that must tell set keys from defaults)
-  load_section(model, section, path=None, overrides=(), flags=None)
-                                    the typed, validated section (see its docstring)
+API (every error is `stagekit.errors.BadInput` with a one-line message): SECTIONS;
+`add_config_arguments(parser, sections)` (--config, and --set refused for a section the command
+does not read); `config_file(positional, option)` (a positional CONFIG and --config, either);
+`check_config_arguments(path, overrides)` (a command that reads no section); `read_config_file`
+(the whole file; `pretrian:` is an error naming it); `parse_override("section.key.0.name=V")`;
+`read_section(section, path, overrides)` (plain YAML data with --set applied, unvalidated, for
+callers that must tell set keys from defaults); `load_section(model, section, path, overrides,
+flags)` (the typed, validated section).
 
 Typing is strict where a mistake hides and lenient where YAML is: an unknown key (`vocab_sise`)
 is an error naming its dotted key and listing the valid ones; `true` is not a number, "abc" is
@@ -63,15 +58,13 @@ from stagekit.errors import BadInput
 SECTIONS: tuple[str, ...] = ("corpus", "tokenizer", "model", "checkpoints", "tokenize", "pretrain", "eval", "cluster")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, ...] = SECTIONS) -> None:
-    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both.
-
-    `sections`: the sections this command reads. A `--set` for any other section is refused at parse
-    time: it would change nothing here, and nothing a user passes is silently dropped.
-    """
-    unknown = [name for name in sections if name not in SECTIONS]
-    if unknown:
-        raise ValueError(f"unknown section(s) {unknown} (valid sections: {', '.join(SECTIONS)})")
+def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, ...] = SECTIONS,
+                         reads: str | None = None) -> None:
+    """--config FILE and --set SECTION.KEY=VALUE (repeatable); explicit flags win over both. A `--set` for
+    a section not in `sections` (those the command reads) is refused: it would be silently dropped.
+    `reads`: what the command takes from the file, for --help."""
+    assert set(sections) <= set(SECTIONS), sections
+    read = ", ".join(sections) or "no section"
 
     def override(text: str) -> str:
         try:
@@ -79,17 +72,34 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, .
         except BadInput as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix("--set ")) from None
         if section not in sections:
-            raise argparse.ArgumentTypeError(
-                f"{text}: this command does not read the {section} section (it reads: {', '.join(sections)}); "
-                "pass it to the stage that does")
+            raise argparse.ArgumentTypeError(f"{text}: this command does not read the {section} section "
+                                             f"(it reads: {read}); pass it to the stage that does")
         return text
 
     parser.add_argument("--config", metavar="FILE",
-                        help=f"YAML run config (e.g. configs/demo.yaml); this command reads its {', '.join(sections)} section(s)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        type=override,
+                        help=f"YAML run config (e.g. configs/demo.yaml); this command reads {reads or read}")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", type=override,
                         help="override a config value (repeatable; dotted keys and list indices, YAML values), "
-                        f"e.g. --set {sections[0]}.KEY=VALUE; explicit flags win over it")
+                        f"e.g. --set {(sections or SECTIONS)[0]}.KEY=VALUE; explicit flags win over it")
+
+
+def config_file(positional: str | None, option: str | None, required: bool = False) -> str | None:
+    """The run config of a command that takes a positional CONFIG (`kocpt plan`, `kocpt pretrain`) and, as
+    every stage, `--config FILE`: either, or both naming the same file."""
+    if positional and option and Path(positional).resolve() != Path(option).resolve():
+        raise BadInput(f"two configs given: {positional} and --config {option} (give one)")
+    chosen = positional or option
+    if required and not chosen:
+        raise BadInput("no config given: pass CONFIG or --config FILE (e.g. configs/llama2-7b.yaml)")
+    return chosen
+
+
+def check_config_arguments(path, overrides=()) -> None:
+    """A command that reads no section still checks its file and `--set` items (no typo passes)."""
+    if path is not None:
+        read_config_file(path)
+    for text in overrides or ():
+        parse_override(text)
 
 
 def read_config_file(path) -> dict:
@@ -154,7 +164,7 @@ def load_section(model, section: str, path=None, overrides=(), flags=None):
     `--set` overrides (`section.key=value`, dotted for nested keys and list indices, YAML-parsed values;
     overrides for other sections are ignored here but must name a valid section), then `flags`
     (a dict of key -> value from explicit command-line flags; None values mean "not given") win.
-    `model` is a stdlib dataclass (or pydantic model) type. Unknown keys are BadInput naming the
+    `model` is a stdlib dataclass type. Unknown keys are BadInput naming the
     full dotted key and listing the valid keys; type errors name the dotted key, expected type and value.
     A dataclass's own `validate()` runs last (a ValueError from it becomes BadInput)."""
     data = read_section(section, path, overrides)
@@ -164,8 +174,6 @@ def load_section(model, section: str, path=None, overrides=(), flags=None):
         for key, value in given.items():
             _assign(data, key, copy.deepcopy(value), f"{section}.{key}")
     checked = _checked(model, section, data)
-    if isinstance(checked, model):  # a pydantic model validates itself
-        return checked
     config = _adapter(model).validate_python(checked.model_dump(exclude_unset=True))
     if callable(getattr(config, "validate", None)):
         try:
@@ -178,10 +186,9 @@ def load_section(model, section: str, path=None, overrides=(), flags=None):
 
 
 def _checked(model, section: str, data: dict):
-    """`data` validated by `model` (a pydantic model) or by the strict mirror of `model` (a dataclass)."""
-    is_pydantic = isinstance(model, type) and issubclass(model, pydantic.BaseModel)
+    """`data` validated by the strict pydantic mirror of `model` (a dataclass)."""
     try:
-        return (model if is_pydantic else _mirror(model)).model_validate(data)
+        return _mirror(model).model_validate(data)
     except ValidationError as exc:
         raise BadInput(_one_line(exc, section, data, model)) from None
 
@@ -277,7 +284,7 @@ def _mirror(cls) -> type[pydantic.BaseModel]:
     mirrored too. Only the keys given are validated and then passed on, so `cls`'s own defaults
     (and default factories) fill the rest."""
     if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r} is neither a dataclass nor a pydantic model")
+        raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {}
     for item in dataclasses.fields(cls):
@@ -367,8 +374,6 @@ def _type_at(model, path):
         hint = _unwrap(hint)
         if dataclasses.is_dataclass(hint):
             hint = typing.get_type_hints(hint)[item]
-        elif isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
-            hint = hint.model_fields[item].annotation
         elif typing.get_origin(hint) in (list, tuple):
             hint = typing.get_args(hint)[0]
         elif typing.get_origin(hint) is dict:
@@ -381,8 +386,6 @@ def _type_at(model, path):
 def _field_names(hint) -> list[str]:
     if dataclasses.is_dataclass(hint):
         return [item.name for item in dataclasses.fields(hint) if item.init]
-    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
-        return list(hint.model_fields)
     return []
 
 

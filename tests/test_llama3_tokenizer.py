@@ -130,7 +130,8 @@ def test_korean_merges_on_llama3_keep_every_base_id(llama3, meta, merged):
     assert ko["base"]["tokens_per_char"] > 0.62 and ko["merged"]["tokens_per_char"] < 0.60, ko
     assert ko["merged"]["tokens"] < 0.94 * ko["base"]["tokens"], ko
     assert "no defects" in printed and not report["defects"], report["defects"]
-    assert report["vocab"] == {"base_tokens": BASE_IDS, "added_tokens": 4000, "added_special": 0, "total": BASE_IDS + 4000}
+    assert report["vocab"] == {"base_tokens": BASE_IDS, "added_tokens": 4000, "added_special": 0, "total": BASE_IDS + 4000,
+                               "base_size": BASE_IDS, "added": 4000, "size": BASE_IDS + 4000, "unit": "ids"}
     assert report["merge"]["first_added_id"] == BASE_IDS and report["reachable"]["unreachable"] == 0
     assert {name: row["share"] for name, row in report["identity"].items()} == {
         str(EN_HELDOUT): 1.0, "python-stdlib": 1.0, "edge strings": 1.0}

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from stagekit.outputs import staged_directory
 from tokenizer import BadInput
-from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, merges_only, read_learned
+from tokenizer.bpe_check import check_directory
+from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
 from tokenizer.report import PROBES, read_lines, stdlib_code_lines
+from tokenizer.report_schema import BYTE_LEVEL, TokenizerReport, VocabFigures
 
 _NOT_COPIED = {"tokenizer.json", "report.json"}
 _TOKENIZER_FILES = (".json", ".jinja", ".txt", ".md")
@@ -31,66 +33,9 @@ def _base_files(base_json: Path) -> list[Path]:
                   and p.name not in _NOT_COPIED and p.name not in _MODEL_FILES and not p.name.startswith("."))
 
 
-def _tokens_per_char(tokenizer, lines: list[str]) -> dict:
-    tokens = sum(len(e.ids) for e in tokenizer.encode_batch(lines, add_special_tokens=False))
-    chars = sum(len(line) for line in lines)
-    words = sum(len(line.split()) for line in lines)
-    return {"tokens": tokens, "chars": chars, "tokens_per_char": round(tokens / max(chars, 1), 4),
-            "tokens_per_word": round(tokens / max(words, 1), 4)}
-
-
-def _identity(base, merged, lines: list[str]) -> dict:
-    a = base.encode_batch(lines, add_special_tokens=False)
-    b = merged.encode_batch(lines, add_special_tokens=False)
-    same = [x.ids == y.ids for x, y in zip(a, b)]
-    first = next((lines[i] for i, ok in enumerate(same) if not ok), None)
-    return {"lines": len(lines), "identical": sum(same), "share": round(sum(same) / max(len(lines), 1), 6),
-            "first_difference": first}
-
-
-def verify(staging: Path, base_spec: dict, merged_spec: dict, stats: BpeMergeStats, texts: dict[str, list[str]]) -> dict:
-    """The checks the module doc lists; returns the report's figures and the defects found."""
-    from tokenizers import Tokenizer
-    from transformers import AutoTokenizer
-
-    base = Tokenizer.from_str(json.dumps(base_spec))
-    merged = Tokenizer.from_file(str(staging / "tokenizer.json"))
-    defects = []
-    base_vocab, merged_vocab = base.get_vocab(with_added_tokens=True), merged.get_vocab(with_added_tokens=True)
-    moved = [t for t, i in base_vocab.items() if merged_vocab.get(t) != i]
-    if moved:
-        defects.append(f"{len(moved)} base tokens changed id (e.g. {moved[0]!r})")
-    model = merges_only(merged_spec)
-    added = [t for t, i in merged_spec["model"]["vocab"].items() if i >= stats.first_added_id]
-    unreachable = [t for t in added if [x.value for x in model.tokenize(t)] != [t]]
-    if unreachable:
-        defects.append(f"{len(unreachable)} added tokens unreachable (e.g. {unreachable[0]!r})")
-    report = {"korean": {}, "identity": {}}
-    for name, lines in texts.items():
-        if name.startswith("korean:"):
-            report["korean"][name[7:]] = {"base": _tokens_per_char(base, lines), "merged": _tokens_per_char(merged, lines)}
-        else:
-            row = report["identity"][name] = _identity(base, merged, lines)
-            if row["share"] < 1:
-                defects.append(f"{name}: {row['lines'] - row['identical']} lines tokenize differently "
-                               f"(first: {row['first_difference']!r})")
-    hf = AutoTokenizer.from_pretrained(staging)
-    sample = PROBES + [line for lines in texts.values() for line in lines[:200]]
-    hf_ids = hf(sample, add_special_tokens=False)["input_ids"]
-    disagree = [s for s, ids in zip(sample, hf_ids) if ids != merged.encode(s, add_special_tokens=False).ids]
-    if disagree:
-        defects.append(f"AutoTokenizer differs from tokenizer.json on {len(disagree)} strings (first: {disagree[0]!r})")
-    broken = [s for s, ids in zip(sample, hf_ids) if hf.decode(ids) != s]
-    if broken:
-        defects.append(f"decode(encode(x)) != x on {len(broken)} strings (first: {broken[0]!r})")
-    if len(hf) != len(merged_vocab):
-        defects.append(f"AutoTokenizer has {len(hf)} tokens, tokenizer.json {len(merged_vocab)}")
-    report["autotokenizer"] = {"class": type(hf).__name__, "tokens": len(hf), "agree_on": len(sample) - len(disagree),
-                               "strings": len(sample), "special_tokens": hf.all_special_tokens,
-                               "chat_template": bool(hf.chat_template)}
-    report["reachable"] = {"added": len(added), "unreachable": len(unreachable)}
-    report["defects"] = defects
-    return report
+def verify(staging: Path, base_spec: dict, stats: BpeMergeStats, texts: dict[str, list[str]]) -> dict:
+    """The checks tokenizer/bpe_check.py lists (`kocpt tokenizer check` runs the same); the figures and defects."""
+    return check_directory(staging, base_spec, texts, stats.first_added_id)
 
 
 def write_byte_level_dir(config, base_json: Path) -> dict:
@@ -137,12 +82,18 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
             shutil.copyfile(path, staging / path.name)
         _add_special_to_config(staging, config.add_special)
         (staging / "tokenizer.json").write_text(json.dumps(merged_spec, ensure_ascii=False), encoding="utf-8")
-        report = {"tokenizer": str(output), "base": str(base_json), "kind": "byte-level BPE",
-                  "vocab": {"base_tokens": stats.first_added_id,
-                            "added_tokens": stats.added, "added_special": len(config.add_special),
-                            "total": next_id + len(config.add_special)},
-                  "merge": stats.__dict__, **verify(staging, base_spec, merged_spec, stats, texts)}
-        (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        checked = verify(staging, base_spec, stats, texts)
+        total = next_id + len(config.add_special)
+        result = TokenizerReport(
+            kind=BYTE_LEVEL, tokenizer=str(output), base=str(base_json),
+            vocab=VocabFigures(base_size=stats.first_added_id, added=total - stats.first_added_id, size=total, unit="ids",
+                               detail={"base_tokens": stats.first_added_id, "added_tokens": stats.added,
+                                       "added_special": len(config.add_special), "total": total}),
+            merge=stats.__dict__, korean=checked["korean"], identity=checked["identity"],
+            other_tokens_per_char=checked["other_tokens_per_char"], defects=checked["defects"],
+            extra={"autotokenizer": checked["autotokenizer"], "reachable": checked["reachable"]})
+        result.write(staging / "report.json")
+        report = result.to_dict()
     return report
 
 

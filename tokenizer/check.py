@@ -1,4 +1,7 @@
 """Validate any merged tokenizer directory (`tokenizer.model` + Hugging Face files): ours, Chinese-LLaMA's, anyone's.
+A byte-level BPE directory (tokenizer.json only) gets the checks the byte-level merge runs on its own output
+(tokenizer/bpe_check.py): AutoTokenizer vs tokenizer.json, round trips, and with `--base` the base's ids kept
+and every added token reachable.
 
     kocpt tokenizer check tok/ --base ../shared/data/llama2-tokenizer --texts ko.txt --json check.json
     python tokenizer/check.py tok/
@@ -33,7 +36,9 @@ if __package__ in (None, ""):  # `python tokenizer/check.py`: import the package
 
 import sentencepiece as spm
 
+from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput
+from tokenizer.config import TokenizerConfig
 from tokenizer.hf_export import byte_pieces_ok
 from tokenizer.reachability import unreachable
 from stagekit.outputs import write_file_atomic
@@ -171,6 +176,13 @@ def identity(base: ModelProto, sp: spm.SentencePieceProcessor, lines: list[str])
     return {"lines": len(lines), "differing": differ}
 
 
+def is_byte_level_dir(directory: str | Path) -> bool:
+    """A tokenizer directory with a byte-level BPE tokenizer.json and no tokenizer.model."""
+    from tokenizer.bpe_merge import byte_level_json
+
+    return Path(directory).is_dir() and byte_level_json(directory) is not None
+
+
 def check(directory: str | Path, base_path: str | Path | None = None, text_files: list[str] = (),
           code_files: int = 20, max_lines: int = 2000, gguf: str | None = None) -> dict:
     from tokenizer.report import read_lines, stdlib_code_lines
@@ -178,6 +190,16 @@ def check(directory: str | Path, base_path: str | Path | None = None, text_files
     directory = Path(directory)
     if not directory.is_dir():
         raise BadInput(f"{directory}: not a tokenizer directory")
+    if is_byte_level_dir(directory):
+        if gguf:
+            raise BadInput(f"--gguf: the llama.cpp comparison covers SentencePiece directories; {directory} is "
+                           "byte-level (kocpt export gguf checks llama.cpp's ids on it)")
+        from tokenizer.bpe_check import check_byte_level
+
+        return check_byte_level(directory, PROBES, NON_KOREAN_KINDS, base_path, text_files, code_files, max_lines)
+    if not (directory / "tokenizer.model").is_file():
+        raise BadInput(f"{directory}: no tokenizer.model (SentencePiece) and no byte-level BPE tokenizer.json: "
+                       "not a tokenizer directory")
     proto = load_model(directory)
     base = load_model(base_path) if base_path else None
     dupes = duplicate_pieces(proto)
@@ -299,8 +321,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Check a merged tokenizer directory for id disagreements "
                                      "and vocabulary defects; exit 1 when it finds one.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("directory", metavar="DIR", help="tokenizer directory (tokenizer.model + Hugging Face files)")
-    parser.add_argument("--base", help="the tokenizer it extends (file or directory): score and identity checks")
+    parser.add_argument("directory", metavar="DIR", help="tokenizer directory: tokenizer.model + Hugging Face files, "
+                        "or a byte-level BPE tokenizer.json (SmolLM2, Llama-3, Qwen2.5 and their merges)")
+    parser.add_argument("--base", help="the tokenizer it extends (file or directory): score and identity checks "
+                        "(default: tokenizer.base of --config, if set)")
+    add_config_arguments(parser, ("tokenizer",), reads="tokenizer.base (the default of --base)")
     parser.add_argument("--texts", action="append", default=[], metavar="FILE", help="texts to compare, a line each (repeatable)")
     parser.add_argument("--max-lines", type=int, default=2000, help="lines per text file")
     parser.add_argument("--code-files", type=int, default=20, help="Python stdlib files for the identity check (with --base)")
@@ -319,15 +344,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 raise BadInput(f"{path}: file not found")
         if args.max_lines < 1 or args.code_files < 0:
             raise BadInput("--max-lines must be >= 1 and --code-files >= 0")
-        report = check(args.directory, args.base, args.texts, args.code_files, args.max_lines, args.gguf)
+        section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={"base": args.base})
+        report = check(args.directory, section.base, args.texts, args.code_files, args.max_lines, args.gguf)
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    print("\n".join(summary_lines(report)))
+    if report.get("kind") == "byte-level BPE":
+        from tokenizer.bpe_check import summary_lines as byte_level_summary
+
+        print("\n".join(byte_level_summary(report)))
+    else:
+        print("\n".join(summary_lines(report)))
     if args.json:
         write_file_atomic(args.json, (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
     return 1 if report["defects"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

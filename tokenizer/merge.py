@@ -137,7 +137,7 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
     """Write everything into a temporary sibling directory, verify, then rename into place."""
     from tokenizer.check import check as check_tokenizer  # heavy imports (transformers)
     from tokenizer.check import compact as compact_check
-    from tokenizer.report import EvalTexts, build_report, plot_report
+    from tokenizer.report import EvalTexts, build_tokenizer_report, plot_report
 
     output = Path(config.output).resolve()
     with staged_directory(output, **config.output_rule(), say=_say) as staging:
@@ -149,21 +149,17 @@ def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeSta
                 shutil.copyfile(base_dir / name, staging / name)
         texts = EvalTexts(korean=config.eval_korean, english=config.eval_english,
                           code_files=config.eval_code_files, max_lines=config.eval_max_lines)
-        report = build_report(staging, base, texts, merge_stats=stats.__dict__)
-        report["tokenizer"] = str(output)  # the directory it is renamed to below, not the staging one
+        result = build_tokenizer_report(staging, base, texts, merge_stats=stats.__dict__, base_path=str(config.base))
+        result.tokenizer = str(output)  # the directory it is renamed to below, not the staging one
         checked = check_tokenizer(staging, resolve_model_path(config.base), config.eval_korean + config.eval_english,
                                   code_files=config.eval_code_files, max_lines=config.eval_max_lines)
-        report["check"] = compact_check(checked)
-        (staging / "report.json").write_text(_json(report), encoding="utf-8")
+        result.extra["check"] = compact_check(checked)
+        result.defects = list(checked["defects"])
+        result.write(staging / "report.json")
+        report = result.to_dict()
         if config.plot and report["korean"]:
             plot_report(report, staging / "report.png")
     return report
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -253,4 +249,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))

@@ -27,8 +27,11 @@ import numpy as np
 import sentencepiece as spm
 from tqdm import tqdm
 
+from stagekit.config import add_config_arguments, load_section
 from tokenizer import BadInput
-from tokenizer.spm_model import ModelProto, is_hangul, load_model, resolve_model_path
+from tokenizer.config import TokenizerConfig
+from tokenizer.report_schema import SENTENCEPIECE, TextFigures, TokenizerReport, VocabFigures
+from tokenizer.spm_model import ModelProto, is_hangul, load_model
 
 # Strings where SentencePiece and Hugging Face tokenizers are known to part ways.
 PROBES = [
@@ -76,18 +79,15 @@ def stdlib_code_lines(files: int, max_lines: int, seed: int = 0) -> list[str]:
     return random.Random(seed).sample(lines, min(max_lines, len(lines)))
 
 
-def measure(processor: spm.SentencePieceProcessor, lines: list[str]) -> dict:
+def figures(processor: spm.SentencePieceProcessor, lines: list[str]) -> TextFigures:
     ids = processor.encode(lines)
-    tokens = sum(len(x) for x in ids)
-    chars = sum(len(line) for line in lines)
-    words = sum(len(line.split()) for line in lines)
-    byte_tokens = sum(processor.is_byte(i) for x in ids for i in x)
-    return {
-        "tokens": tokens, "chars": chars, "words": words,
-        "tokens_per_char": round(tokens / max(chars, 1), 4),
-        "tokens_per_word": round(tokens / max(words, 1), 4),
-        "byte_token_share": round(byte_tokens / max(tokens, 1), 4),
-    }
+    return TextFigures.of(tokens=sum(len(x) for x in ids), chars=sum(len(line) for line in lines),
+                          words=sum(len(line.split()) for line in lines),
+                          byte_tokens=sum(processor.is_byte(i) for x in ids for i in x))
+
+
+def measure(processor: spm.SentencePieceProcessor, lines: list[str]) -> dict:
+    return figures(processor, lines).to_dict()
 
 
 def identity(base: spm.SentencePieceProcessor, merged: spm.SentencePieceProcessor, lines: list[str]) -> dict:
@@ -119,6 +119,12 @@ def added_counts(base: ModelProto, merged: ModelProto) -> dict:
             "trainer_spec_vocab_size": merged.trainer_spec.vocab_size}
 
 
+def vocab_figures(base: ModelProto, merged: ModelProto) -> VocabFigures:
+    counts = added_counts(base, merged)
+    return VocabFigures(base_size=counts["base_pieces"], added=counts["added_pieces"], size=counts["merged_pieces"],
+                        unit="pieces", detail=counts)
+
+
 def sweep(base: ModelProto, merged: ModelProto, lines: list[str], steps: int = 8) -> list[dict]:
     """Tokens per character when only the first k added pieces are kept (added pieces come in merge order)."""
     n_added = len(merged.pieces) - len(base.pieces)
@@ -134,7 +140,15 @@ def sweep(base: ModelProto, merged: ModelProto, lines: list[str], steps: int = 8
 
 
 def build_report(tokenizer_dir: str | Path, base: ModelProto, texts: EvalTexts, merge_stats: dict | None = None,
-                 do_sweep: bool = False, sweep_steps: int = 8, check_hf: bool = True) -> dict:
+                 do_sweep: bool = False, sweep_steps: int = 8, check_hf: bool = True, base_path: str | None = None) -> dict:
+    """The report.json of a SentencePiece tokenizer directory (tokenizer/report_schema.py), as a dict."""
+    return build_tokenizer_report(tokenizer_dir, base, texts, merge_stats, do_sweep, sweep_steps, check_hf,
+                                  base_path).to_dict()
+
+
+def build_tokenizer_report(tokenizer_dir: str | Path, base: ModelProto, texts: EvalTexts, merge_stats: dict | None = None,
+                           do_sweep: bool = False, sweep_steps: int = 8, check_hf: bool = True,
+                           base_path: str | None = None) -> TokenizerReport:
     tokenizer_dir = Path(tokenizer_dir)
     merged_proto = load_model(tokenizer_dir)
     merged = spm.SentencePieceProcessor(model_proto=merged_proto.SerializeToString())
@@ -147,14 +161,16 @@ def build_report(tokenizer_dir: str | Path, base: ModelProto, texts: EvalTexts, 
         non_korean["python-stdlib"] = code
     plain_probes = [p for p in PROBES if not any(is_hangul(c) for c in p)]
 
-    report: dict = {"tokenizer": str(tokenizer_dir), "vocab": added_counts(base, merged_proto), "merge": merge_stats}
-    report["korean"] = {name: {"lines": len(lines), "base": measure(base_sp, lines), "merged": measure(merged, lines)}
-                        for name, lines in korean.items()}
-    report["identity"] = {name: identity(base_sp, merged, lines) for name, lines in
-                          {**non_korean, "probes (non-Korean)": plain_probes}.items()}
-    report["other_tokens_per_char"] = {name: {"base": measure(base_sp, lines)["tokens_per_char"],
-                                              "merged": measure(merged, lines)["tokens_per_char"]}
-                                       for name, lines in non_korean.items()}
+    result = TokenizerReport(
+        kind=SENTENCEPIECE, tokenizer=str(tokenizer_dir), base=base_path, vocab=vocab_figures(base, merged_proto),
+        merge=merge_stats,
+        korean={name: {"base": figures(base_sp, lines), "merged": figures(merged, lines)} for name, lines in korean.items()},
+        identity={name: identity(base_sp, merged, lines) for name, lines in
+                  {**non_korean, "probes (non-Korean)": plain_probes}.items()},
+        other_tokens_per_char={name: {"base": figures(base_sp, lines).tokens_per_char,
+                                      "merged": figures(merged, lines).tokens_per_char}
+                               for name, lines in non_korean.items()})
+    report = result.extra  # this family's other figures
     everything = {**korean, **non_korean, "probes": PROBES}
     report["decode_roundtrip"] = {name: round(sum(merged.decode(ids) == line for ids, line in zip(merged.encode(lines), lines))
                                               / max(len(lines), 1), 6) for name, lines in everything.items()}
@@ -180,7 +196,7 @@ def build_report(tokenizer_dir: str | Path, base: ModelProto, texts: EvalTexts, 
                           for t in examples]
     if do_sweep and korean:
         report["sweep"] = {name: sweep(base, merged_proto, lines, sweep_steps) for name, lines in korean.items()}
-    return report
+    return result
 
 
 def plot_report(report: dict, path: str | Path) -> None:
@@ -237,11 +253,30 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
+def check_tokenizer_dir(path: str | Path, hf: bool) -> None:
+    """A SentencePiece tokenizer directory this report can read, or one line saying what it is and what reads it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BadInput(f"{path}: not a tokenizer directory (expected a directory with tokenizer.model, "
+                       "as tokenizer/merge.py writes)")
+    if not (path / "tokenizer.model").is_file():
+        if (path / "tokenizer.json").is_file():
+            raise BadInput(f"{path}: a tokenizer.json without tokenizer.model (a byte-level BPE): this report reads "
+                           "SentencePiece tokenizers; a byte-level merge writes its report.json itself, and "
+                           f"`kocpt tokenizer check {path}` checks it")
+        raise BadInput(f"{path}: no tokenizer.model (not a tokenizer directory; give the directory "
+                       "tokenizer/merge.py wrote)")
+    if hf and not (path / "tokenizer.json").is_file():
+        raise BadInput(f"{path}: no tokenizer.json (pass --no-hf to skip the Hugging Face check)")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Compare a merged tokenizer with its base.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--tokenizer", required=True, help="merged tokenizer directory (tokenizer.model + tokenizer.json)")
-    parser.add_argument("--base", required=True, help="the base tokenizer.model or a directory holding one")
+    parser.add_argument("--base", help="the base tokenizer.model or a directory holding one (default: tokenizer.base of "
+                        "--config; when that is null too, Mistral-7B's tokenizer.model.v1, the merge's own stand-in)")
+    add_config_arguments(parser, ("tokenizer",), reads="tokenizer.base (the default of --base)")
     parser.add_argument("--korean", nargs="+", default=[], metavar="FILE", help="Korean held-out texts")
     parser.add_argument("--english", nargs="+", default=[], metavar="FILE", help="English texts (identity check)")
     parser.add_argument("--code-files", type=int, default=100, help="Python stdlib files sampled (identity check)")
@@ -259,17 +294,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        if not Path(args.tokenizer).is_dir():
-            raise BadInput(f"{args.tokenizer}: not a tokenizer directory")
-        if args.hf and not (Path(args.tokenizer) / "tokenizer.json").is_file():
-            raise BadInput(f"{args.tokenizer}: no tokenizer.json (pass --no-hf to skip the Hugging Face check)")
+        check_tokenizer_dir(args.tokenizer, args.hf)
         for path in args.korean + args.english:
             if not Path(path).is_file():
                 raise BadInput(f"{path}: evaluation text not found")
-        base = load_model(args.base)
-        resolve_model_path(args.tokenizer)
+        section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={"base": args.base})
+        if section.base is None:
+            print(f"{prog}: base tokenizer: Mistral-7B's tokenizer.model.v1 (mistral-common), the merge's stand-in "
+                  "for Llama-2's; pass --base or set tokenizer.base for another", file=sys.stderr)
+        base_path = section.base_model()
+        base = load_model(base_path)
         texts = EvalTexts(korean=args.korean, english=args.english, code_files=args.code_files, max_lines=args.max_lines)
-        report = build_report(args.tokenizer, base, texts, do_sweep=args.sweep, sweep_steps=args.sweep_steps, check_hf=args.hf)
+        report = build_report(args.tokenizer, base, texts, do_sweep=args.sweep, sweep_steps=args.sweep_steps, check_hf=args.hf,
+                              base_path=str(base_path))
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -282,4 +319,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))
