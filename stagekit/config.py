@@ -22,14 +22,9 @@ A stage command wires it like this:
     args = parser.parse_args(argv)
     section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={"vocab_size": args.vocab_size})
 
-API (every error is `stagekit.errors.BadInput` with a one-line message): SECTIONS;
-`add_config_arguments(parser, sections)` (--config, and --set refused for a section the command
-does not read); `config_file(positional, option)` (a positional CONFIG and --config, either);
-`check_config_arguments(path, overrides)` (a command that reads no section); `read_config_file`
-(the whole file; `pretrian:` is an error naming it); `parse_override("section.key.0.name=V")`;
-`read_section(section, path, overrides)` (plain YAML data with --set applied, unvalidated, for
-callers that must tell set keys from defaults); `load_section(model, section, path, overrides,
-flags)` (the typed, validated section).
+Every error is `stagekit.errors.BadInput` with a one-line message. `read_section` gives plain YAML
+data with --set applied, unvalidated (for callers that must tell set keys from defaults);
+`load_section` the typed, validated section.
 
 Typing is strict where a mistake hides and lenient where YAML is: an unknown key (`vocab_sise`)
 is an error naming its dotted key and listing the valid ones; `true` is not a number, "abc" is
@@ -65,22 +60,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, .
     `reads`: what the command takes from the file, for --help."""
     assert set(sections) <= set(SECTIONS), sections
     read = ", ".join(sections) or "no section"
-
-    def override(text: str) -> str:
-        try:
-            section = parse_override(text)[0]
-        except BadInput as exc:
-            raise argparse.ArgumentTypeError(str(exc).removeprefix("--set ")) from None
-        if section not in sections:
-            raise argparse.ArgumentTypeError(f"{text}: this command does not read the {section} section "
-                                             f"(it reads: {read}); pass it to the stage that does")
-        return text
-
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML run config (e.g. configs/demo.yaml); this command reads {reads or read}")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", type=override,
-                        help="override a config value (repeatable; dotted keys and list indices, YAML values), "
-                        f"e.g. --set {(sections or SECTIONS)[0]}.KEY=VALUE; explicit flags win over it")
+    parser.add_argument("--set", dest="overrides", action=_SetItem, default=[], metavar="SECTION.KEY=VALUE",
+                        sections=sections, help="override a config value (repeatable; dotted keys and list indices, "
+                        f"YAML values), e.g. --set {(sections or SECTIONS)[0]}.KEY=VALUE; explicit flags win over it")
+
+
+class _SetItem(argparse.Action):
+    """Appends a --set item, checked as it is parsed; BadInput is one line (stagekit.entry)."""
+
+    def __init__(self, option_strings, dest, sections=SECTIONS, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.sections = sections
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        section = parse_override(value)[0]
+        if section not in self.sections:
+            raise BadInput(f"--set {value}: this command does not read the {section} section (it reads: "
+                           f"{', '.join(self.sections) or 'no section'}); pass it to the stage that does")
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), value])
 
 
 def config_file(positional: str | None, option: str | None, required: bool = False) -> str | None:

@@ -105,10 +105,14 @@ def test_kocpt_outputs_under_an_input_folder_are_skipped_and_named(raw_dir, tmp_
 
 
 def test_a_set_for_another_stages_section_is_refused(raw_dir, tmp_path, capsys):
-    with pytest.raises(SystemExit) as stop:
-        corpus(["--input", str(raw_dir), "--output", str(tmp_path / "o"), "--set", "tokenizer.vocab_sise=1"])
-    assert stop.value.code == 2
-    assert "does not read the tokenizer section" in one_line_error(capsys)
+    from kocpt.cli import main as kocpt
+
+    for command in (["corpus", "--input", str(raw_dir)], ["tokenize", str(raw_dir), "--tokenizer", "t"],
+                    ["checkpoints", "resize", "--model", "m", "--tokenizer", "t"], ["export", "gguf", "--model", "m"]):
+        assert kocpt([*command, "--output", str(tmp_path / "o"), "--set", "tokenizer.vocab_sise=1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "does not read the tokenizer section" in err[0], err
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------------------------- tokenizer merge
