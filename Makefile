@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 # Reinstall whenever pyproject.toml changes.
 STAMP  := $(VENV)/.kocpt-installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest $(ARGS)
+
+# The hermetic fast tier (no subprocess, Beam job, Megatron process or download): minutes, not tens.
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -m "not slow" $(ARGS)
 
 clean:
 	rm -rf demo-output .pytest_cache

@@ -121,8 +121,10 @@ def check_output(output: str | Path, *, stage: str, overwrite: bool, inputs: Inp
     """
     refuse_overlap(output, inputs, output_flag)
     path = Path(output)
-    if not os.path.lexists(path) or (path.is_dir() and not path.is_symlink() and not any(path.iterdir())):
-        return path  # new, or an empty folder: nothing to lose
+    if not os.path.lexists(path):
+        return path
+    if recognise is None and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return path  # an empty folder for a directory output: nothing to lose
     if not overwrite:
         raise BadInput(f"{path}: already exists (pass --overwrite to replace an earlier output of kocpt {stage})")
     if recognise is not None:

@@ -7,7 +7,6 @@ The exported-style directory is what `kocpt checkpoints convert` hands to users:
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,10 +15,6 @@ import torch
 
 from checkpoints.tiny_llama import tiny_llama_config
 from stagekit.paths import EN_HELDOUT, KO_EVAL, KO_HELDOUT, LLAMA2_TOKENIZER, SHARED_DATA  # noqa: F401
-
-# No hub access anywhere in these tests (set before transformers/datasets/lm-eval are imported).
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ[_name] = "1"
 
 
 def write_llama2_hf_tokenizer(directory: Path) -> Path:

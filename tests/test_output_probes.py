@@ -186,6 +186,9 @@ def test_gguf_overwrite_onto_a_directory_is_one_line(tmp_path):
     (target / "keep").write_text("x")
     with pytest.raises(BadInput, match="not an output of kocpt export gguf"):
         export(tmp_path / "model", target, overwrite=True)
+    (tmp_path / "empty").mkdir()  # a file output never lands on a folder, even an empty one
+    with pytest.raises(BadInput, match="already exists"):
+        export(tmp_path / "model", tmp_path / "empty")
     with pytest.raises(BadInput, match="is --model"):
         export(tmp_path / "model", tmp_path / "model", overwrite=True)
     assert (target / "keep").read_text() == "x"

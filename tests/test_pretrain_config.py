@@ -54,13 +54,18 @@ def test_missing_data_path(tmp_path, capsys):
     assert "pretrain.data.blend.0.path" in line and "no-such-data.bin not found" in line
 
 
-def test_vocabulary_mismatch_between_tokenizer_and_checkpoint(tmp_path, data_dir, capsys):
-    hf = tmp_path / "hf"
+def hf_config_only(hf, vocab_size: int):
+    """An HF model directory as far as planning reads it: its config.json."""
     hf.mkdir()
     (hf / "config.json").write_text(json.dumps({
-        "model_type": "llama", "vocab_size": 40192, "hidden_size": 64, "intermediate_size": 172,
+        "model_type": "llama", "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 172,
         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
     }))
+    return hf
+
+
+def test_vocabulary_mismatch_between_tokenizer_and_checkpoint(tmp_path, data_dir, capsys):
+    hf = hf_config_only(tmp_path / "hf", vocab_size=40192)
     config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run", init={"hf": str(hf)})
     line = error_line(capsys, config)
     assert "vocabulary mismatch" in line and "32000 pieces" in line and "40192 rows" in line
@@ -75,12 +80,7 @@ def test_an_init_model_made_with_another_tokenizer_is_refused(tmp_path, data_dir
     """Same number of rows is not enough: the init model's own tokenizer must have the same pieces."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    hf = tmp_path / "hf"
-    hf.mkdir()
-    (hf / "config.json").write_text(json.dumps({
-        "model_type": "llama", "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 172,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
-    }))
+    hf = hf_config_only(tmp_path / "hf", vocab_size=32000)
     proto = pb.ModelProto()
     proto.ParseFromString(LLAMA2_TOKENIZER.read_bytes())
     proto.pieces[700].piece = "▁다른"

@@ -438,7 +438,8 @@ def test_merge_bad_inputs(ko16k, small_unigram, tmp_path, capsys):
     fails(["--base", str(text), "--add", str(ko16k), "--output", out], "not a SentencePiece model")
     fails(["--base", str(LLAMA), "--add", str(LLAMA.parent / "LICENSE"), "--output", out], "not a SentencePiece model")
     fails(["--base", str(tmp_path / "nope.model"), "--add", str(ko16k), "--output", out], "no such file")
-    fails(["--base", str(tmp_path), "--add", str(ko16k), "--output", out], "no tokenizer.model")
+    (tmp_path / "empty-base").mkdir()
+    fails(["--base", str(tmp_path / "empty-base"), "--add", str(ko16k), "--output", out], "no tokenizer.model")
     fails(["--base", str(small_unigram), "--add", str(ko16k), "--output", out], "UNIGRAM", "BPE")
     no_fallback = load_model(LLAMA)
     no_fallback.trainer_spec.byte_fallback = False
@@ -449,6 +450,8 @@ def test_merge_bad_inputs(ko16k, small_unigram, tmp_path, capsys):
     existing.mkdir()
     (existing / "keep.txt").write_text("precious")
     fails(["--base", str(LLAMA), "--add", str(ko16k), "--output", str(existing)], "--overwrite")
+    fails(["--base", str(LLAMA), "--add", str(ko16k), "--output", str(existing), "--overwrite"],
+          "not an output of kocpt tokenizer merge")  # --overwrite never replaces a folder merge did not write
     assert (existing / "keep.txt").read_text() == "precious"
     assert not Path(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
@@ -481,10 +484,11 @@ def test_report_names_the_final_directory(merged_dir):
 
 def test_overwrite_replaces_directory_atomically(ko16k, tmp_path):
     out = tmp_path / "tok"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    assert merge_cmd.main(["--base", str(LLAMA), "--add", str(ko16k), "--output", str(out), "--overwrite",
-                           "--eval-code-files", "0", "--eval-max-lines", "5", "--no-plot"]) == 0
+    argv = ["--base", str(LLAMA), "--add", str(ko16k), "--output", str(out), "--overwrite",
+            "--eval-code-files", "0", "--eval-max-lines", "5", "--no-plot"]
+    assert merge_cmd.main(argv) == 0
+    (out / "old.txt").write_text("old")  # an earlier merge output, with something of its run left in it
+    assert merge_cmd.main(argv) == 0
     assert not (out / "old.txt").exists() and (out / "tokenizer.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
 
