@@ -9,6 +9,7 @@ fetch a pinned wheel from PyPI when it is not cached. `make test` (CI) runs ever
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.process
 import os
 import subprocess
@@ -30,15 +31,49 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _fast_tier_is_hermetic(request, monkeypatch):
-    """A fast-tier test that starts a process fails, naming the fix (a fixture of wider scope is not
-    covered: it is set up before this one)."""
-    if request.node.get_closest_marker("slow"):
+@pytest.fixture
+def dead_pid() -> int:
+    """A pid no process has now, nor the next one (for the leftovers of killed runs)."""
+    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) - 2
+    while Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid + 1}").exists():
+        pid -= 2
+    return pid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _hermetic_unless_slow(item):  # fixtures included, whatever their scope
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _hermetic_unless_slow(item):
+        return (yield)
+
+
+@contextlib.contextmanager
+def _hermetic_unless_slow(item):
+    """A fast-tier test (or a fixture it sets up) that starts a process fails, naming the fix. The
+    process is let run (refusing it would leave Beam's runner waiting forever), then the test fails."""
+    if item.get_closest_marker("slow"):
+        yield
         return
+    started = []
+    popen_init, process_start = subprocess.Popen.__init__, multiprocessing.process.BaseProcess.start
 
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"{request.node.nodeid} started a process in the fast tier: mark it @pytest.mark.slow")
+    def record_popen(self, args, *rest, **kwargs):
+        started.append(str(args)[:80])
+        popen_init(self, args, *rest, **kwargs)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+    def record_start(self):
+        started.append(f"multiprocessing {self.name}")
+        process_start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", record_popen)
+        patch.setattr(multiprocessing.process.BaseProcess, "start", record_start)
+        yield
+    if started:
+        raise AssertionError(f"{item.nodeid} started {len(started)} process(es) in the fast tier "
+                             f"(first: {started[0]}): mark it @pytest.mark.slow")

@@ -219,18 +219,13 @@ def test_resize_reads_the_checkpoints_section_and_flags_win(work, resized, tmp_p
     assert not (tmp_path / "bad").exists()
 
 
-def test_a_rerun_removes_and_names_what_a_killed_run_left(work, tmp_path, capsys):
+def test_a_rerun_removes_and_names_what_a_killed_run_left(work, tmp_path, capsys, dead_pid):
     """A resize killed mid-write leaves `.OUT.tmp-HOST-PID-*` (a full model's size); the next run of the
     same output removes it and says so; `--overwrite` then replaces the finished output."""
-    import subprocess
-    import sys
-
     from stagekit.outputs import staging_prefix
 
     out = tmp_path / "out"
-    killed = subprocess.Popen([sys.executable, "-c", "pass"])
-    killed.wait()
-    leftover = tmp_path / (staging_prefix(out).rsplit("-", 2)[0] + f"-{killed.pid}-abc123")
+    leftover = tmp_path / (staging_prefix(out).rsplit("-", 2)[0] + f"-{dead_pid}-abc123")
     leftover.mkdir()
     (leftover / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
     args = ["--model", str(work["models"][False]), "--tokenizer", str(work["merged"]), "--output", str(out)]

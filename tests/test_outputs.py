@@ -7,8 +7,6 @@ probes are in tests/test_output_probes.py.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -137,18 +135,12 @@ def test_published_output_has_mkdir_permissions(tmp_path):
 
 # ------------------------------------------------------------------- rule 4: leftovers of killed runs
 
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
-def test_rerun_removes_and_names_a_killed_runs_staging(tmp_path, capsys):
+def test_rerun_removes_and_names_a_killed_runs_staging(tmp_path, capsys, dead_pid):
     target = tmp_path / "model"
     host_prefix = staging_prefix(target).rsplit("-", 2)[0]  # .model.tmp-HOST
-    killed = make_dir(tmp_path / f"{host_prefix}-{dead_pid()}-abc", ["big.safetensors"])
+    killed = make_dir(tmp_path / f"{host_prefix}-{dead_pid}-abc", ["big.safetensors"])
     legacy = make_dir(tmp_path / ".model.tmp-k2j3h4")  # an older kocpt's name, no owner
-    gguf_tmp = tmp_path / f"{host_prefix}-{dead_pid()}-xyz"
+    gguf_tmp = tmp_path / f"{host_prefix}-{dead_pid + 1}-xyz"
     gguf_tmp.write_bytes(b"partial")
     with staged_directory(target, stage="checkpoints resize", overwrite=False, say=print):
         pass
