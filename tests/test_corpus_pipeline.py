@@ -88,7 +88,8 @@ def test_shards_are_sorted_stable_and_match_the_manifest(ko_train):
 
 def test_output_holds_only_the_published_files(ko_train):
     """The job's sorted runs (`_spill/`, the documents on disk between shuffles) are never published."""
-    assert sorted(path.name for path in ko_train.iterdir()) == ["index", "manifest.json", "rejected", "shards", "stats.json"]
+    assert sorted(path.name for path in ko_train.iterdir()) == [
+        ".kocpt-output.json", "index", "manifest.json", "rejected", "shards", "stats.json"]  # the marker: stagekit.outputs
     assert not list(ko_train.parent.glob("*.tmp-*"))
 
 
