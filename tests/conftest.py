@@ -31,6 +31,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:  # what may download is not hermetic: never in the fast tier
+        if item.get_closest_marker("network") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def dead_pid() -> int:
     """A pid no process has now, nor the next one (for the leftovers of killed runs)."""

@@ -71,6 +71,7 @@ def test_quick_run_reports_every_variant_with_seeds_and_spreads(tmp_path, shared
     assert "| 5% | fvt+new-rows-stage |" in result.stdout and "±" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_stand_in_is_cached_by_its_settings(tmp_path, shared_data):
     from benchmarks.ablation_standin import (ModelShape, StandinSettings, base_tokenizer_dir, hf_tokenizer,
                                              pretrain_standin)

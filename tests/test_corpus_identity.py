@@ -18,6 +18,9 @@ from corpus import clean, filters, minhash, normalize, pii
 from stagekit.paths import KO_TRAIN
 from tests.corpus_reference import clean_v1, filters_v1, minhash_v1, normalize_v1, pii_v1
 
+# Old == new on all of ko-train and 20K-100K fuzzed strings per function: about 80 s, so the integration tier.
+pytestmark = pytest.mark.slow
+
 EDGE = [
     "", " ", "\n", "\n\n\n", " \t\u3000\u00a0\n \r\n\u2028 ", "가", "ㅋ", "ㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ",
     "😀😀😀😀😀 안녕하세요 😀😀😀 𝕏𝕏𝕏 한국어 텍스트입니다 𠀀𠀁 🇰🇷",

@@ -20,6 +20,7 @@ def first_output(tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.slow
 def test_every_output_keeps_an_index_of_what_it_holds(first_output):
     manifest = json.loads((first_output / "manifest.json").read_text())
     assert [entry["file"] for entry in manifest["index"]] == [f"index/part-0000{i}-of-00002.parquet" for i in range(2)]

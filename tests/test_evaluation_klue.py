@@ -68,6 +68,7 @@ def test_klue_release_files_are_read_as_released(klue_files):
     assert nli["doc_to_choice"](docs[2])[0] == "서울은 대한민국의 수도이다, 맞죠? 네, 서울은 한국에 있다."
 
 
+@pytest.mark.slow
 def test_klue_tasks_run_with_chance_levels(tiny, klue_files, no_network):
     model, tokenizer = tiny
     out = run_tasks(model, tokenizer, ["klue_sts", "klue_nli"], task_data=klue_files)

@@ -80,6 +80,7 @@ def test_task_yamls_load_with_lm_evals_own_task_manager(monkeypatch, no_network)
     assert sum(d["label"] for d in nsmc) == 2500 and all(isinstance(d["document"], str) for d in nsmc)
 
 
+@pytest.mark.slow
 def test_tasks_point_at_a_users_own_copies(tiny, tmp_path, no_network):
     model, tokenizer = tiny
     # NSMC's own ratings_test.txt layout, with the awkward cases: bare quotes, "NA", a numeric review.

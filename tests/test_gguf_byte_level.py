@@ -58,6 +58,7 @@ def hf_ids(model: Path, lines: list[str]) -> list[list[int]]:
     return AutoTokenizer.from_pretrained(model)(lines, add_special_tokens=False)["input_ids"]
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_expanded_smollm2_exports_with_smollm_pre_tokenizer_and_hf_ids(expanded, tmp_path, capsys):
     from transformers import AutoTokenizer
@@ -80,6 +81,7 @@ def test_expanded_smollm2_exports_with_smollm_pre_tokenizer_and_hf_ids(expanded,
     assert [list(llm.tokenize(s.encode(), add_bos=False, special=False)) for s in lines] == hf_ids(expanded, lines)
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_merges_that_change_the_checksum_still_declare_the_base_pre_tokenizer(expanded, tmp_path, capsys):
     """A merge on non-Hangul text (here put in by hand) changes the checksum; the converter alone then refuses,

@@ -66,6 +66,7 @@ def test_refuses_models_it_cannot_export_faithfully(exported, tmp_path, capsys):
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_gguf_in_llama_cpp_matches_sentencepiece_and_the_hf_model(exported, tmp_path, capsys):
     ensure_llama_cpp()

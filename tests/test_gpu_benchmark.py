@@ -44,6 +44,7 @@ def test_cpu_half_trains_checkpoints_resumes_and_writes_json(tmp_path):
     assert not out.with_name("gpu.json.tmp").exists()
 
 
+@pytest.mark.slow
 def test_missing_megatron_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "gpu.json"
     code = ("import runpy, sys; sys.modules['megatron'] = None; "  # as on a node without megatron-core
@@ -55,12 +56,14 @@ def test_missing_megatron_is_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_bad_option_is_refused(tmp_path):
     result = subprocess.run([sys.executable, str(GPU_BENCHMARK), "--sizes", "13b", "--output", str(tmp_path / "x.json")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown size(s) 13b" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     ([], "usage: bash benchmarks/gpu_wheels.sh DIR"),
     (["DIR", "--python", "3"], "--python wants X.Y, got 3"),

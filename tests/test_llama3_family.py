@@ -101,6 +101,7 @@ def test_plan_counts_a_tied_embedding_once(tmp_path, capsys, monkeypatch):
     assert counts["false"] - counts["true"] == 128256 * 2048
 
 
+@pytest.mark.slow
 def test_megatron_rope_frequencies_equal_transformers_llama3(tmp_path):
     """Megatron's rope_scaling flag fixes low/high/original at 3.1's values; ours uses all four."""
     code = """

@@ -54,6 +54,7 @@ def meta(tmp_path_factory):
     return Tokenizer(root / "llama_models" / "llama3" / "tokenizer.model")
 
 
+@pytest.mark.network
 def test_hf_directory_gives_meta_tiktoken_ids(llama3, meta, tmp_path, capsys):
     from transformers import AutoTokenizer
 
@@ -120,6 +121,7 @@ def merged(llama3, tmp_path_factory) -> tuple[Path, dict, str]:
     return root / "tok", json.loads((root / "tok" / "report.json").read_text()), out.getvalue()
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_korean_merges_on_llama3_keep_every_base_id(llama3, meta, merged):
     from transformers import AutoTokenizer
@@ -165,6 +167,7 @@ def tiny_llama(path: Path, rows: int, tokenizer: Path) -> Path:
     return path
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_resize_keeps_rows_equal_to_ids_and_exports_gguf_as_llama_bpe(llama3, merged, tmp_path, capsys):
     """A tiny Llama with Llama-3's 128,256 rows (BPE tokens + specials): the new rows start at 128,256, and

@@ -52,6 +52,7 @@ def test_launch_sh_runs_the_demo_config_locally(tmp_path_factory, tmp_path):
     assert (run_dir / "latest").read_text().strip() == "iter_0000005"
 
 
+@pytest.mark.slow
 def test_launch_sh_fails_loudly(tmp_path):
     result = subprocess.run(["bash", "pretrain/launch.sh", str(tmp_path / "missing.yaml")], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
@@ -59,6 +60,7 @@ def test_launch_sh_fails_loudly(tmp_path):
     assert "missing.yaml: no such config file" in result.stderr
 
 
+@pytest.mark.slow
 def test_launch_sh_names_the_python_it_tried(tmp_path):
     """A Python without the project (here: one that cannot import anything) -> one line, exit 2."""
     fake = tmp_path / "python3"
@@ -78,6 +80,7 @@ def test_launch_sh_names_the_python_it_tried(tmp_path):
     assert result.returncode == 2 and str(fake) in result.stderr
 
 
+@pytest.mark.slow
 def test_plan_for_the_7b_recipe(tmp_path):
     out = tmp_path / "plan.json"
     result = subprocess.run([KOCPT, "plan", "configs/llama2-7b.yaml", "--json", str(out)],

@@ -7,6 +7,7 @@ import pytest
 from checkpoints import smollm2
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_smollm2_loads_as_a_tied_llama_and_knows_paris(tmp_path, capsys):
     import torch

@@ -15,6 +15,7 @@ from tests.test_gguf_export import ensure_llama_cpp
 from tokenizer.token_encoder import ByteLevelEncoder, TokenEncoder
 
 
+@pytest.mark.network
 def test_byte_level_encoder_counts_characters_of_smollm2_tokens():
     encoder = TokenEncoder.load(smollm2_hf_dir())
     assert isinstance(encoder, ByteLevelEncoder) and encoder.vocab_size == 49152
@@ -26,6 +27,7 @@ def test_byte_level_encoder_counts_characters_of_smollm2_tokens():
     assert lengths[[1, 2, 0]].tolist() == [0, 0, 0]  # special tokens carry no text
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_smollm2_expanded_resized_trained_at_tp3_exported_and_evaluated(tmp_path, capsys):
     settings = build_parser().parse_args(["--steps", "3", "--micro-batch", "2", "--seq-length", "64", "--eval-docs", "8",

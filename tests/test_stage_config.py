@@ -286,6 +286,7 @@ def test_tokenizer_merge_reads_base_and_max_added(tmp_path, capsys):
     ["checkpoints", "convert", "--to", "megatron", "--input", "m", "--output", "converted"],
     ["demo"],
 ])
+@pytest.mark.slow
 def test_every_stage_command_refuses_unknown_sections_and_keys(command, tmp_path):
     section = {"corpus": "corpus", "tokenizer": "tokenizer", "eval": "eval", "pretrain": "pretrain",
                "tokenize": "tokenize", "checkpoints": "checkpoints", "demo": "tokenizer"}[command[0]]

@@ -103,6 +103,7 @@ def run_cli(*args) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_missing_corpus_is_one_line(tmp_path):
     result = run_cli(tmp_path / "nope", tmp_path / "out", "--tokenizer", LLAMA2_TOKENIZER.parent)
     assert result.returncode == 2
@@ -110,6 +111,7 @@ def test_missing_corpus_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_tokenizer_is_one_line(tmp_path):
     write_shards(tmp_path / "corpus", korean_lines(10), 1)
     bogus = tmp_path / "tok"
@@ -142,6 +144,7 @@ def snapshot(folder) -> dict:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
+@pytest.mark.slow
 def test_corpus_without_manifest_or_with_a_missing_shard_is_refused(tmp_path):
     write_shards(tmp_path / "corpus", korean_lines(10), 2)
     (tmp_path / "corpus" / "shards" / "part-00001-of-00002.jsonl.zst").unlink()
@@ -154,6 +157,7 @@ def test_corpus_without_manifest_or_with_a_missing_shard_is_refused(tmp_path):
     assert result.returncode == 2 and "no manifest.json" in result.stderr and len(error_lines(result)) == 1
 
 
+@pytest.mark.slow
 def test_changed_shard_is_refused(tmp_path):
     write_shards(tmp_path / "corpus", korean_lines(10), 2)
     shard = tmp_path / "corpus" / "shards" / "part-00000-of-00002.jsonl.zst"
@@ -164,6 +168,7 @@ def test_changed_shard_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_two_corpora_or_a_stray_path_or_option_are_refused(tmp_path):
     write_shards(tmp_path / "a", korean_lines(10), 1)
     write_shards(tmp_path / "b", korean_lines(10, skip=10), 1)

@@ -273,6 +273,7 @@ def test_korean_heldout_compression(merged, llama):
     assert sum(map(merged.is_byte, ids)) / len(ids) < 0.01
 
 
+@pytest.mark.slow
 def test_hf_fast_equals_sentencepiece_on_every_line(merged_dir, merged, hf, code_lines):
     config = json.loads((merged_dir / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "TokenizersBackend"
@@ -495,6 +496,7 @@ def test_overwrite_replaces_directory_atomically(ko16k, tmp_path):
 
 # ------------------------------------------------------------------------------------------ entry points, config
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     [sys.executable, "tokenizer/merge.py", "--help"],
     [sys.executable, "tokenizer/train.py", "--help"],
@@ -507,6 +509,7 @@ def test_entry_points(argv):
     assert "usage:" in result.stdout
 
 
+@pytest.mark.slow
 def test_script_entry_point_merges(ko16k, tmp_path):
     # `python tokenizer/merge.py` puts tokenizer/ first on sys.path: imports must still resolve.
     out = tmp_path / "script"

@@ -45,6 +45,7 @@ def merged(smol, tmp_path_factory) -> tuple[Path, dict, str]:
     return root / "tok", json.loads((root / "tok" / "report.json").read_text()), out.getvalue()
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_korean_gets_cheap_and_everything_else_keeps_its_ids(smol, merged):
     from transformers import AutoTokenizer
@@ -72,6 +73,7 @@ def test_korean_gets_cheap_and_everything_else_keeps_its_ids(smol, merged):
     assert new.apply_chat_template(chat, tokenize=False) == base.apply_chat_template(chat, tokenize=False)
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_max_added_fresh_bpe_and_refusals(smol, merged, tmp_path, capsys):
     tok_dir, report, _ = merged
@@ -113,6 +115,7 @@ def test_max_added_fresh_bpe_and_refusals(smol, merged, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_resize_fvt_through_the_byte_level_base_with_tied_embeddings(smol, merged, tmp_path, capsys):
     from safetensors import safe_open
@@ -164,6 +167,7 @@ def test_korean_token_rule_and_train_refusals(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and needle in err, err
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("base_name", ["smollm2", "bytes-only"])
 def test_continued_merges_equal_a_full_recount_after_every_merge(smol, base_name, tmp_path):
     """The incremental pair counts of bpe_continue (only pairs next to a merge site are touched) against the

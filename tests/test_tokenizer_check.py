@@ -142,6 +142,7 @@ def test_bad_input_is_one_line(tmp_path, merges, capsys):
         assert len(err.strip().splitlines()) == 1 and needle in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     [sys.executable, "tokenizer/check.py", "--help"],
     [str(Path(sys.executable).with_name("kocpt")), "tokenizer", "check", "--help"],

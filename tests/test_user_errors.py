@@ -250,6 +250,7 @@ def test_interrupted_stage_is_one_line_and_exit_130(monkeypatch, capsys, tmp_pat
     assert code == 130 and one_line(err) == "kocpt plan: interrupted" and not staging.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_corpus_job_cleans_up_and_says_so_in_one_line(tmp_path):
     big = tmp_path / "raw.txt"
     lines = (KO_TRAIN / "news_comments.txt").read_text(encoding="utf-8").splitlines()
@@ -325,6 +326,7 @@ def test_eval_takes_lm_evals_comma_separated_tasks(tmp_path, capsys):
         assert (None if args.tasks is None else split_task_names(args.tasks)) == tasks, argv
 
 
+@pytest.mark.slow
 def test_no_progress_quiets_lm_evals_progress_bars(tmp_path, capfd):
     import torch
     from transformers import AutoModelForCausalLM
