@@ -48,8 +48,9 @@ def tokenized_corpus(tmp_path_factory, num_docs: int = 600):
         texts = korean_lines(num_docs)
         shards = [[{"text": t} for i, t in enumerate(texts) if i % 2 == k] for k in range(2)]
     else:
+        # In this process (no worker processes): the config tests that read it stay in the hermetic tier.
         run(TokenizeConfig(corpus=str(corpus), output=str(out), tokenizer=str(LLAMA2_TOKENIZER)),
-            ["--direct_num_workers=2"])
+            ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     return out, shards
 
 
