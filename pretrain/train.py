@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         run = resolve_training_run(load_config(config, args.overrides), args.world_size)
     except ConfigError as exc:
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        else:  # torchrun ends every rank once one exits: let rank 0 say why first
+            time.sleep(3)
         return 2
     if args.check:
         print(describe(run))

@@ -69,7 +69,7 @@ def test_portable_corpus_job_matches_the_local_runner(runs):
     local, portable = (files_of(runs[name] / "ko-corpus") for name in ("local", "portable"))
     assert sorted(local) == sorted(portable)
     assert {"stats.json", "manifest.json"} <= set(local)
-    assert {name.split("/")[0] for name in local} == {"shards", "index", "rejected", "stats.json", "manifest.json"}
+    assert {name.split("/")[0] for name in local} == {".kocpt-output.json", "shards", "index", "rejected", "stats.json", "manifest.json"}
     for name in local:
         if name != "manifest.json":
             assert local[name] == portable[name], f"{name} differs between the runners"
@@ -86,7 +86,8 @@ def test_portable_corpus_job_matches_the_local_runner(runs):
 def test_portable_tokenize_job_matches_the_local_runner(runs):
     local, portable = (files_of(runs[name] / "ko-tokens") for name in ("local", "portable"))
     assert sorted(local) == sorted(portable) == sorted(
-        [f"part-0000{i}-of-00002.{suffix}" for i in range(2) for suffix in ("bin", "idx")] + ["manifest.json"])
+        [f"part-0000{i}-of-00002.{suffix}" for i in range(2) for suffix in ("bin", "idx")]
+        + ["manifest.json", ".kocpt-output.json"])
     for name in local:  # the manifest too: it records no runner
         assert local[name] == portable[name], f"{name} differs between the runners"
     manifest = json.loads(local["manifest.json"])
