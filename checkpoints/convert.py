@@ -148,9 +148,9 @@ def megatron_to_hf(
             raise BadInput(f"{tokenizer_dir}: not a directory")
         # Fewer ids than rows only as padding makes them (`resize --pad-to-multiple`, Megatron's rule).
         suppressed = (meta.generation_config or {}).get("suppress_tokens")
-        check_rows(shape.vocab_size, TokenEncoder.load(tokenizer_dir).vocab_size, model=ckpt_dir,
-                   tokenizer=tokenizer_dir, suppressed=suppressed)
-        check_matches_fingerprint(tokenizer_dir, meta.tokenizer, model=ckpt_dir)
+        encoder = TokenEncoder.load(tokenizer_dir)
+        check_rows(shape.vocab_size, encoder.vocab_size, model=ckpt_dir, tokenizer=tokenizer_dir, suppressed=suppressed)
+        check_matches_fingerprint(encoder, meta.tokenizer, model=ckpt_dir)
     stored = stored_vocab_rows(ckpt_dir)
     with staged_directory(out_dir, **rule, say=_say) as tmp, single_process_megatron():
         # divisible_by = the stored row count makes the model's padded vocabulary exactly that.

@@ -193,7 +193,7 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
             f"vocabulary mismatch: tokenizer {config.tokenizer} has {encoder.vocab_size} pieces, "
             f"the model ({where}) has {shape.vocab_size} rows"
         )
-    _check_tokenizer_is_the_models(config.tokenizer, init_kind, init_path, resume_from)
+    _check_tokenizer_is_the_models(encoder, init_kind, init_path, resume_from)
     if settings.model.base_vocab_size is not None and settings.model.base_vocab_size > shape.vocab_size:
         raise ConfigError(f"model.base_vocab_size {settings.model.base_vocab_size} > vocabulary {shape.vocab_size}")
     tp = config.parallel.tensor

@@ -211,7 +211,7 @@ def _write_run_metadata(run: TrainingRun, run_dir: Path) -> None:
         run_dir,
         ModelMetadata(shape=run.shape, dtype=run.params_dtype, padded_vocab_size=run.padded_vocab_size,
                       hf_config=hf_config, generation_config=generation_config,
-                      tokenizer=fingerprint(run.settings.pretrain.tokenizer)),
+                      tokenizer=fingerprint(run.encoder)),  # loaded once, by resolve
     )
 
 

@@ -200,9 +200,10 @@ def byte_level_tokenizer(directory: Path, size: int, bos: str | None) -> Path:
     """A byte-level BPE tokenizer.json of `size` ids with Qwen's properties when `bos` is None:
     an EOS token and no BOS token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    alphabet = list(bytes_to_unicode().values())
+    # GPT-2's byte alphabet from tokenizers itself: importing transformers here would bind its log
+    # handler to this test's captured stderr, which later tests would then write to after it closed.
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {token: i for i, token in enumerate(alphabet)}
     for i in range(len(vocab), size - 2):
         vocab[f"filler{i}"] = i

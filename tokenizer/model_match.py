@@ -48,13 +48,21 @@ def check_rows(rows: int, ids: int, *, model: object, tokenizer: object, suppres
                    "explains (wrong tokenizer for this model?)")
 
 
+def _encoder(tokenizer: str | Path | TokenEncoder) -> TokenEncoder:
+    return tokenizer if isinstance(tokenizer, TokenEncoder) else TokenEncoder.load(tokenizer)
+
+
+def _name(tokenizer: str | Path | TokenEncoder) -> str:
+    return tokenizer.model_path if isinstance(tokenizer, TokenEncoder) else str(tokenizer)
+
+
 def _pieces_sha256(pieces: list[str]) -> str:
     return hashlib.sha256(json.dumps(pieces, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def fingerprint(tokenizer: str | Path) -> dict:
-    """What a checkpoint records of the tokenizer it was made with."""
-    encoder = TokenEncoder.load(tokenizer)
+def fingerprint(tokenizer: str | Path | TokenEncoder) -> dict:
+    """What a checkpoint records of the tokenizer it was made with (a path, or one already loaded)."""
+    encoder = _encoder(tokenizer)
     pieces = encoder.pieces()
     return {"ids": len(pieces), "pieces_sha256": _pieces_sha256(pieces), "bos_id": encoder.bos_id, "eos_id": encoder.eos_id}
 
@@ -64,22 +72,22 @@ def has_tokenizer(directory: str | Path) -> bool:
     return directory.is_dir() and ((directory / "tokenizer.model").is_file() or (directory / "tokenizer.json").is_file())
 
 
-def check_matches_fingerprint(tokenizer: str | Path, recorded: dict | None, *, model: object) -> None:
+def check_matches_fingerprint(tokenizer: str | Path | TokenEncoder, recorded: dict | None, *, model: object) -> None:
     """The tokenizer's pieces equal those the model's checkpoint recorded (no record: nothing to check)."""
     if not recorded:
         return
     found = fingerprint(tokenizer)
     if found["ids"] != recorded["ids"] or found["pieces_sha256"] != recorded["pieces_sha256"]:
-        raise BadInput(f"{tokenizer}: not the tokenizer {model} was made with ({found['ids']:,} ids vs "
+        raise BadInput(f"{_name(tokenizer)}: not the tokenizer {model} was made with ({found['ids']:,} ids vs "
                        f"{recorded['ids']:,}, pieces {'differ' if found['ids'] == recorded['ids'] else 'and sizes differ'})")
 
 
-def check_same_pieces(tokenizer: str | Path, reference: str | Path, *, model: object) -> None:
+def check_same_pieces(tokenizer: str | Path | TokenEncoder, reference: str | Path, *, model: object) -> None:
     """The tokenizer's pieces equal, id for id, those of the tokenizer shipped with the model."""
-    given, own = TokenEncoder.load(tokenizer).pieces(), TokenEncoder.load(reference).pieces()
+    given, own = _encoder(tokenizer).pieces(), TokenEncoder.load(reference).pieces()
     first = next((i for i, (a, b) in enumerate(zip(given, own)) if a != b), None)
     if first is not None:
-        raise BadInput(f"{tokenizer}: its id {first} is {given[first]!r} but {model}'s own tokenizer has "
+        raise BadInput(f"{_name(tokenizer)}: its id {first} is {given[first]!r} but {model}'s own tokenizer has "
                        f"{own[first]!r} there (a tokenizer of another base?)")
     if len(given) != len(own):
-        raise BadInput(f"{tokenizer}: {len(given):,} ids, {model}'s own tokenizer {len(own):,}: not the same tokenizer")
+        raise BadInput(f"{_name(tokenizer)}: {len(given):,} ids, {model}'s own tokenizer {len(own):,}: not the same tokenizer")
