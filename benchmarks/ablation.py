@@ -1,6 +1,6 @@
 """Which vocabulary-expansion choices matter? A small real experiment at equal training FLOPs.
 
-    python benchmarks/ablation.py [--quick] [--seeds N] [--cache-dir DIR] [--out benchmarks/results/ablation.json]
+    python -m benchmarks.ablation [--quick] [--seeds N] [--cache-dir DIR] [--out benchmarks/results/ablation.json]
 
 1. The stand-in for "Llama-2 before Korean": a small Llama pretrained with the base tokenizer on
    English plus a small Korean share (benchmarks/ablation_standin.py says which text), and a twin
@@ -33,15 +33,13 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.ablation_report import plot, print_table, summarize  # noqa: E402
-from benchmarks.ablation_standin import (  # noqa: E402
+from benchmarks.ablation_report import plot, print_table, summarize
+from benchmarks.ablation_standin import (
     DEFAULT_CACHE, ModelShape, StandinSettings, base_tokenizer_dir, blended_batches, evaluate, flops_per_token,
     hf_tokenizer, lines, merged_tokenizer_dir, pretrain_standin, token_stream, train)
-from checkpoints.resize import ResizeConfig, resize  # noqa: E402
-from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
+from checkpoints.resize import ResizeConfig, resize
+from stagekit.paths import REPO, EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
 
 # name: (new-row init or None for no expansion, first stage: None | "embeddings" | "new-rows")
 VARIANTS = {

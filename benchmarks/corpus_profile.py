@@ -1,10 +1,10 @@
 """Where the corpus job's per-document CPU goes: CPU seconds per input MB of each pure step.
 
-    python benchmarks/corpus_profile.py                   # 20 MB sample, this tree vs the baseline commit
-    python benchmarks/corpus_profile.py --mb 50 --repeat 3
-    python benchmarks/corpus_profile.py --cprofile        # also cProfile the cleaning of the sample
+    python -m benchmarks.corpus_profile                   # 20 MB sample, this tree vs the baseline commit
+    python -m benchmarks.corpus_profile --mb 50 --repeat 3
+    python -m benchmarks.corpus_profile --cprofile        # also cProfile the cleaning of the sample
 
-The sample: documents of 5-20 random ko-train lines (seeded, as `benchmarks/corpus.py` builds its
+The sample: documents of 5-20 random ko-train lines (seeded, as `benchmarks/corpus_synthetic.py` builds its
 synthetic input, without planted near duplicates), `--mb` MB of UTF-8 JSONL. Each step runs over all
 of it in this one process, timed with `time.process_time` (CPU, not wall: the machine is shared):
 
@@ -39,15 +39,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks"]
-sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from corpus import filters, minhash, normalize, pii  # noqa: E402
-from corpus.clean import text_key  # noqa: E402
-from corpus.shards import encode_shard  # noqa: E402
-from corpus.spill import doc_line  # noqa: E402
+from corpus import filters, minhash, normalize, pii
+from corpus.clean import text_key
+from corpus.shards import encode_shard
+from corpus.spill import doc_line
 
 KO_TRAIN = REPO.parent / "shared" / "data" / "ko-train"
 RESULTS = REPO / "benchmarks" / "results"
@@ -157,7 +155,7 @@ def profile_cleaning(records: list[dict], top: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/corpus_profile.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.corpus_profile", description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=20.0, help="sample size in MB of JSONL (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each figure is the minimum (default: %(default)s)")

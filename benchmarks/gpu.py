@@ -1,6 +1,6 @@
 """Prove the CUDA training path and measure it: one command for a GPU node (air-gapped is fine).
 
-    python benchmarks/gpu.py [--output benchmarks/results/gpu.json] [--cpu-only]
+    python -m benchmarks.gpu [--output benchmarks/results/gpu.json] [--cpu-only]
 
 CPU half (any machine; CI runs it): the tiny Llama, 5 optimizer steps in fp32 on CPU through the
 training stage's own code (build_stage / train_step), with a dist checkpoint after step 2 that a
@@ -35,8 +35,6 @@ from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if __package__ in (None, ""):
-    sys.path.insert(0, str(HERE.parent))
 
 DEFAULT_OUTPUT = HERE / "results" / "gpu.json"
 GIB = 1024**3
@@ -93,8 +91,8 @@ def run_worker(task: dict, work_dir: Path, name: str, cpu: bool) -> dict:
         env.pop(var, None)  # a fresh one-process group per worker
     started = time.perf_counter()
     with open(log_file, "w") as log:
-        code = subprocess.call([sys.executable, str(HERE / "gpu_worker.py"), json.dumps(task), str(result_file)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
+        code = subprocess.call([sys.executable, "-m", "benchmarks.gpu_worker", json.dumps(task), str(result_file)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent)
     elapsed = time.perf_counter() - started
     if code != 0 or not result_file.is_file():
         lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
@@ -104,7 +102,7 @@ def run_worker(task: dict, work_dir: Path, name: str, cpu: bool) -> dict:
 
 
 def _shapes():
-    from gpu_worker import SHAPES
+    from benchmarks.gpu_worker import SHAPES
 
     return SHAPES
 
@@ -269,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from pretrain.flops import gpu_model_name, peak_bf16_tflops
 
-    sys.path.insert(0, str(HERE))  # gpu_worker, for its shapes
     on_gpu = torch.cuda.is_available() and not args.cpu_only
     if on_gpu:
         props = torch.cuda.get_device_properties(0)

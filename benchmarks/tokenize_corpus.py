@@ -1,6 +1,6 @@
 """Tokenization throughput: our Beam pipeline vs Megatron-LM's `tools/preprocess_data.py` approach.
 
-    .venv/bin/python benchmarks/tokenize_corpus.py [--workers 2] [--repeat 4]
+    .venv/bin/python -m benchmarks.tokenize_corpus [--workers 2] [--repeat 4]
 
 Both tokenize the same documents (all of ../shared/data/ko-train, repeated `--repeat` times so
 start-up costs are amortized as on a real corpus) with the same Llama-2 SentencePiece model and
@@ -25,11 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from corpus.shards import write_texts_as_corpus  # noqa: E402
-from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
+from corpus.shards import write_texts_as_corpus
+from stagekit.paths import REPO, KO_TRAIN, LLAMA2_TOKENIZER
 
 
 class MegatronStyleEncoder:

@@ -13,7 +13,7 @@ The LM head needs a choice, because an output row decides how likely the new tok
   is as likely as starting the word was. Many new tokens share a first piece (a lone '▁', or the
   first UTF-8 byte of a Hangul syllable, which Llama-2 spells in bytes), so each of them gets the
   whole probability of that piece: the mass is counted several times over.
-`benchmarks/checkpoints.py` measures both on Korean text: mean beat first (7.92 vs 8.63 bits per
+`benchmarks/checkpoints_bench.py` measures both on Korean text: mean beat first (7.92 vs 8.63 bits per
 character on held-out Korean with a small, briefly trained model), so mean is the default.
 """
 

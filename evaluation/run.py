@@ -23,9 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python evaluation/run.py`: import the package, not this folder's files
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from evaluation import BadInput
 from evaluation.config import EvalConfig, load_eval_config
 from stagekit.config import add_config_arguments

@@ -61,8 +61,11 @@ elif [[ -x "$REPO/.venv/bin/python" ]]; then
 else
     PYTHON="$(command -v python3 || true)"
 fi
+# The processes run `python -m pretrain.train` from the submit directory (relative paths in the config
+# and overrides stay the user's): this repository comes first on their module path.
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 # Before any process starts: this Python must import the project, torch and Megatron-Core.
-if [[ -z "$PYTHON" ]] || ! (cd "$REPO" && "$PYTHON" -c "import mcore_llama, pretrain.train, torch, megatron.core") >/dev/null 2>&1; then
+if [[ -z "$PYTHON" ]] || ! "$PYTHON" -c "import mcore_llama, pretrain.train, torch, megatron.core" >/dev/null 2>&1; then
     echo "launch.sh: error: ${PYTHON:-python3 (not on PATH)} cannot import kocpt, torch and megatron.core;" \
          "activate the environment where kocpt is installed, or set KOCPT_PYTHON=/path/to/python" >&2
     exit 2
@@ -108,7 +111,7 @@ run_and_wait() {  # run "$@" in the background; wait through trapped signals; re
 check_config() {  # world size, overrides: one clear line and exit 2 before any process starts
     local world="$1"
     shift
-    "$PYTHON" "$REPO/pretrain/train.py" "$CONFIG" "$@" --check --world-size "$world" >/dev/null || exit 2
+    "$PYTHON" -m pretrain.train "$CONFIG" "$@" --check --world-size "$world" >/dev/null || exit 2
 }
 
 if [[ -n "${SLURM_JOB_ID:-}" ]]; then
@@ -129,14 +132,14 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
         --nnodes="$NNODES" --nproc_per_node="$NPROC_PER_NODE" \
         --rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv_id="kocpt-$SLURM_JOB_ID" \
         --max_restarts=0 \
-        "$REPO/pretrain/train.py" "$CONFIG" "$@" && rc=0 || rc=$?
+        --module pretrain.train "$CONFIG" "$@" && rc=0 || rc=$?
 else
     NPROC_PER_NODE="${NPROC_PER_NODE:-2}"
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / NPROC_PER_NODE > 0 ? $(nproc) / NPROC_PER_NODE : 1 ))}"
     check_config "$NPROC_PER_NODE" "$@"
     echo "launch.sh: no SLURM job: running $NPROC_PER_NODE process(es) on this machine, config $CONFIG"
     run_and_wait "${TORCHRUN[@]}" --standalone --nnodes=1 --nproc_per_node="$NPROC_PER_NODE" \
-        "$REPO/pretrain/train.py" "$CONFIG" "$@" && rc=0 || rc=$?
+        --module pretrain.train "$CONFIG" "$@" && rc=0 || rc=$?
 fi
 rm -f "$KOCPT_STOP_FILE"
 

@@ -1,6 +1,6 @@
 """Continued pretraining with Megatron-Core: the loop, top to bottom.
 
-    torchrun --nproc_per_node 2 pretrain/train.py configs/demo.yaml [--set KEY=VALUE ...]
+    torchrun --nproc_per_node 2 -m pretrain.train configs/demo.yaml [--set KEY=VALUE ...]
     kocpt pretrain configs/demo.yaml --check          # validate and print the plan, no training
     bash pretrain/launch.sh configs/demo.yaml         # locally, or sbatch it on a SLURM cluster
 
@@ -26,22 +26,18 @@ from pathlib import Path
 
 import torch
 
-# `python pretrain/train.py` puts pretrain/ first on sys.path; the package imports need the root.
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mcore_llama.build import causal_attention_mask  # noqa: E402
-from mcore_llama.run_dir import ModelMetadata, latest_checkpoint, read_model_metadata, write_model_metadata  # noqa: E402
-from pretrain import checkpointing  # noqa: E402
-from pretrain.config import ConfigError, load_config  # noqa: E402
-from pretrain.flops import flops_per_token  # noqa: E402
-from pretrain.processes import StopRequest, init_distributed  # noqa: E402
-from pretrain.resolve import TrainingRun, describe, resolve_training_run  # noqa: E402
-from pretrain.run_log import Logger  # noqa: E402
-from pretrain.stage_model import build_stage, frozen_row_masks, load_initial_weights  # noqa: E402
-from pretrain.step import evaluate, make_forward_step, train_step  # noqa: E402
-from stagekit.config import config_file  # noqa: E402
-from tokenizer.model_match import fingerprint  # noqa: E402
+from mcore_llama.build import causal_attention_mask
+from mcore_llama.run_dir import ModelMetadata, latest_checkpoint, read_model_metadata, write_model_metadata
+from pretrain import checkpointing
+from pretrain.config import ConfigError, load_config
+from pretrain.flops import flops_per_token
+from pretrain.processes import StopRequest, init_distributed
+from pretrain.resolve import TrainingRun, describe, resolve_training_run
+from pretrain.run_log import Logger
+from pretrain.stage_model import build_stage, frozen_row_masks, load_initial_weights
+from pretrain.step import evaluate, make_forward_step, train_step
+from stagekit.config import config_file
+from tokenizer.model_match import fingerprint
 
 
 def train(run: TrainingRun) -> int:

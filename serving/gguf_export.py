@@ -113,13 +113,18 @@ def byte_level_tokens(path: Path) -> list[str]:
 
 
 def gguf_vocabulary(path: Path, gguf_py: Path) -> list[str]:
-    sys.path.insert(0, str(gguf_py))
-    try:
-        from gguf import GGUFReader
-    finally:
-        sys.path.remove(str(gguf_py))
-    field = GGUFReader(str(path)).fields["tokenizer.ggml.tokens"]
-    return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+    """The GGUF's tokens as llama.cpp's own gguf-py reads them (serving/gguf_tokens.py, in a process of its own)."""
+    result = subprocess.run([sys.executable, "-m", "serving.gguf_tokens", str(path)], capture_output=True, text=True,
+                            env=with_python_path(gguf_py))
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no output"]
+        raise BadInput(f"{path}: llama.cpp's gguf-py could not read the vocabulary back: {lines[-1]}")
+    return json.loads(result.stdout)
+
+
+def with_python_path(*folders: Path) -> dict[str, str]:
+    """This environment with `folders` first on PYTHONPATH (llama.cpp's converter and gguf-py are not installed)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, folders), os.environ.get("PYTHONPATH", "")])}
 
 
 def is_gguf_file(path: Path) -> bool:
@@ -146,11 +151,10 @@ def export(model: str | Path, output: str | Path, outtype: str = "f16", llama_cp
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(gguf_py), os.environ.get("PYTHONPATH", "")])}
         # Through serving/gguf_pre_tokenizer.py: a byte-level tokenizer keeps its base's pre-tokenizer name.
-        wrapper = Path(__file__).with_name("gguf_pre_tokenizer.py")
-        result = subprocess.run([sys.executable, str(wrapper), str(script), str(model), "--outfile", str(tmp),
-                                 "--outtype", outtype], capture_output=True, text=True, env=env)
+        result = subprocess.run([sys.executable, "-m", "serving.gguf_pre_tokenizer", str(script), str(model),
+                                 "--outfile", str(tmp), "--outtype", outtype], capture_output=True, text=True,
+                                env=with_python_path(script.parent, gguf_py))
         if result.returncode != 0:
             lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no output"]
             raise BadInput(f"llama.cpp's converter failed on {model}: {lines[-1]}")

@@ -1,7 +1,7 @@
 """Run llama.cpp's `convert_hf_to_gguf.py` so a byte-level tokenizer with added Korean merges keeps its base's
 pre-tokenizer name.
 
-    python serving/gguf_pre_tokenizer.py CONVERTER_SCRIPT MODEL_DIR [converter options]
+    PYTHONPATH=LLAMA_CPP:LLAMA_CPP/gguf-py python -m serving.gguf_pre_tokenizer CONVERTER_SCRIPT MODEL_DIR [options]
 
 llama.cpp names a byte-level pre-tokenizer (`tokenizer.ggml.pre`: "smollm", "llama-bpe", "qwen2", ...) by a
 sha256 of the ids the tokenizer gives a fixed test text, and refuses a checksum it does not know. The name only
@@ -62,7 +62,6 @@ def patch_converter(model_dir: Path) -> None:
 
 def main() -> None:
     script, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    sys.path[:0] = [str(script.parent), str(script.parent / "gguf-py")]
     patch_converter(model_dir)
     sys.argv = [str(script), *sys.argv[2:]]
     runpy.run_path(str(script), run_name="__main__")

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.ablation_report import spread, steps_to_reach
 from stagekit.paths import REPO
 
-ABLATION = REPO / "benchmarks" / "ablation.py"
+ABLATION = ["-m", "benchmarks.ablation"]  # run from the repository root
 VARIANTS = ("no-expansion", "random", "mean", "hf-default", "fvt", "fvt+embeddings-stage", "fvt+new-rows-stage")
 
 
@@ -34,7 +34,7 @@ def numbers(payload):
 @pytest.mark.slow
 def test_quick_run_reports_every_variant_with_seeds_and_spreads(tmp_path, shared_data):
     out = tmp_path / "ablation.json"
-    result = subprocess.run([sys.executable, str(ABLATION), "--quick", "--cache-dir", str(tmp_path / "cache"),
+    result = subprocess.run([sys.executable, *ABLATION, "--quick", "--cache-dir", str(tmp_path / "cache"),
                              "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())

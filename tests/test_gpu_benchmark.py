@@ -13,16 +13,16 @@ import torch
 
 from tests.pretrain_support import REPO
 
-GPU_BENCHMARK = REPO / "benchmarks" / "gpu.py"
+GPU_BENCHMARK = ["-m", "benchmarks.gpu"]  # run from the repository root
 
 
 @pytest.mark.slow
 def test_cpu_half_trains_checkpoints_resumes_and_writes_json(tmp_path):
     out = tmp_path / "results" / "gpu.json"
-    command = [sys.executable, str(GPU_BENCHMARK), "--output", str(out)]
+    command = [sys.executable, *GPU_BENCHMARK, "--output", str(out)]
     if torch.cuda.is_available():  # the CPU half only: the whole run is for a reserved GPU
         command.append("--cpu-only")
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     if not torch.cuda.is_available():
         assert "the GPU half needs CUDA" in result.stdout
@@ -48,8 +48,8 @@ def test_cpu_half_trains_checkpoints_resumes_and_writes_json(tmp_path):
 def test_missing_megatron_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "gpu.json"
     code = ("import runpy, sys; sys.modules['megatron'] = None; "  # as on a node without megatron-core
-            f"sys.argv = ['gpu.py', '--output', {str(out)!r}]; runpy.run_path({str(GPU_BENCHMARK)!r}, run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            f"sys.argv = ['gpu.py', '--output', {str(out)!r}]; runpy.run_module('benchmarks.gpu', run_name='__main__', alter_sys=True)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "megatron-core is not importable" in result.stderr
     assert "gpu_wheels.sh" in result.stderr and "Traceback" not in result.stderr
@@ -58,8 +58,8 @@ def test_missing_megatron_is_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_bad_option_is_refused(tmp_path):
-    result = subprocess.run([sys.executable, str(GPU_BENCHMARK), "--sizes", "13b", "--output", str(tmp_path / "x.json")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, *GPU_BENCHMARK, "--sizes", "13b", "--output", str(tmp_path / "x.json")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown size(s) 13b" in result.stderr
 
 

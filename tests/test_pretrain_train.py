@@ -24,7 +24,7 @@ TRAIN = [sys.executable, "-m", "pretrain.train"]
 
 def torchrun(nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            str(REPO / "pretrain" / "train.py")]
+            "--module", "pretrain.train"]
 
 
 def run(command: list[str], timeout: int = 240) -> subprocess.CompletedProcess:

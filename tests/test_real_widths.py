@@ -28,9 +28,9 @@ def train(tmp_path, tp: int) -> dict:
             "init_dir": str(tmp_path / "init")}
     out = tmp_path / f"tp{tp}.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={tp}",
-               str(REPO / "benchmarks" / "gpu_worker.py"), json.dumps(task), str(out)]
+               "--module", "benchmarks.gpu_worker", json.dumps(task), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(out.read_text())
 

@@ -1,7 +1,7 @@
 """Benchmark the checkpoint stage: resize and HF → Megatron → HF on a ~1B Llama, and new-row init.
 
-    .venv/bin/python benchmarks/checkpoints.py [--work DIR] [--train-steps 200]
-    .venv/bin/python benchmarks/checkpoints.py --size 7b      # the real size: ~30 GB disk, ~14 GB RAM
+    .venv/bin/python -m benchmarks.checkpoints_bench [--work DIR] [--train-steps 200]
+    .venv/bin/python -m benchmarks.checkpoints_bench --size 7b      # the real size: ~30 GB disk, ~14 GB RAM
 
 1. A random Llama of about 1B parameters (hidden 2048, 16 layers, vocabulary 32,000) is written
    to disk in bf16, with Llama-2's tokenizer.model beside it.
@@ -37,13 +37,11 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from checkpoints.hf_io import write_safetensors_shards  # noqa: E402
-from checkpoints.resize import ResizeConfig, resize  # noqa: E402
-from mcore_llama.hf_checkpoint import HFCheckpoint  # noqa: E402
-from stagekit.paths import EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
+from checkpoints.hf_io import write_safetensors_shards
+from checkpoints.resize import ResizeConfig, resize
+from mcore_llama.hf_checkpoint import HFCheckpoint
+from stagekit.paths import REPO, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
 
 GiB = 1024**3
 

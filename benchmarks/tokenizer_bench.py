@@ -1,6 +1,6 @@
 """Tokenizer benchmark: Korean compression vs added-vocabulary size, English identity, train/merge times.
 
-    python benchmarks/tokenizer.py [--sizes 8000 16000 32000] [--no-variants]
+    python -m benchmarks.tokenizer_bench [--sizes 8000 16000 32000] [--no-variants]
 
 For each size: train a Korean SentencePiece BPE on ../shared/data/ko-train, merge it into Llama-2 in
 safe mode capped at exactly that many added pieces, and measure on ko-heldout (news never seen in
@@ -21,18 +21,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import sentencepiece as spm  # noqa: E402
+import sentencepiece as spm
 
-from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER  # noqa: E402
-from tokenizer.hf_export import build_tokenizer  # noqa: E402
-from tokenizer.merge import merge_safe  # noqa: E402
-from tokenizer.report import measure, read_lines, stdlib_code_lines  # noqa: E402
-from tokenizer.spm_model import NORMAL, ModelProto, is_hangul_syllable, load_model  # noqa: E402
-from tokenizer.train import TrainConfig, train  # noqa: E402
-from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences  # noqa: E402
+from stagekit.paths import REPO, EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
+from tokenizer.hf_export import build_tokenizer
+from tokenizer.merge import merge_safe
+from tokenizer.report import measure, read_lines, stdlib_code_lines
+from tokenizer.spm_model import NORMAL, ModelProto, is_hangul_syllable, load_model
+from tokenizer.train import TrainConfig, train
+from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
 
 LLAMA = LLAMA2_TOKENIZER
 ENGLISH = [EN_HELDOUT, EN_SHAKESPEARE]
