@@ -82,10 +82,10 @@ def korean_training_texts(max_lines: int) -> list[str]:
 
 
 def tokenize(corpus: Path, tokenizer_dir: Path, out: Path) -> Path:
-    from pipelines.tokenize_corpus import TokenizeConfig, run
+    from pipelines.tokenize_corpus import TokenizeJob, run
 
     if not (out / "manifest.json").is_file():
-        run(TokenizeConfig(corpus=str(corpus), output=str(out), tokenizer=str(tokenizer_dir)), ["--direct_num_workers=1"])
+        run(TokenizeJob(corpus=str(corpus), output=str(out), tokenizer=str(tokenizer_dir)), ["--direct_num_workers=1"])
     return out
 
 

@@ -62,10 +62,10 @@ def reference(jsonl: Path, out_prefix: Path, workers: int) -> tuple[int, float]:
 
 
 def ours(corpus: Path, out: Path, workers: int) -> tuple[int, float]:
-    from pipelines.tokenize_corpus import TokenizeConfig, run
+    from pipelines.tokenize_corpus import TokenizeJob, run
 
     started = time.perf_counter()
-    manifest = run(TokenizeConfig(corpus=str(corpus), output=str(out), tokenizer=str(LLAMA2_TOKENIZER)),
+    manifest = run(TokenizeJob(corpus=str(corpus), output=str(out), tokenizer=str(LLAMA2_TOKENIZER)),
                    [f"--direct_num_workers={workers}"])
     return manifest["tokens"], time.perf_counter() - started
 

@@ -59,16 +59,16 @@ STAGE = "tokenize"  # names this stage's outputs (stagekit.outputs)
 
 
 @dataclass(frozen=True)
-class TokenizeConfig:
+class TokenizeJob:
+    """One run: which corpus, into which output, with which tokenizer; how is the `tokenize:` section's."""
+
     corpus: str
     output: str
     tokenizer: str
-    add_bos: bool = True
-    append_eod: bool = True
-    batch_size: int = 256
+    section: TokenizeSection = TokenizeSection()
 
     def validate(self) -> None:
-        TokenizeSection(self.add_bos, self.append_eod, self.batch_size).validate()
+        self.section.validate()
         refuse_overlap(self.output, {"--input": self.corpus, "--tokenizer": self.tokenizer})
 
 
@@ -80,7 +80,7 @@ def dataset_prefix(output: str | Path, shard: str | Path) -> Path:
 class TokenizeShard(beam.DoFn):
     """One shard -> one `.bin`/`.idx` pair in `staging`; yields that shard's manifest entry."""
 
-    def __init__(self, config: TokenizeConfig, encoder: TokenEncoder, staging: str):
+    def __init__(self, config: TokenizeJob, encoder: TokenEncoder, staging: str):
         self.config = config
         self.staging = staging
         self.encoder = encoder
@@ -98,8 +98,8 @@ class TokenizeShard(beam.DoFn):
         tmp_bin = prefix.with_name(prefix.name + ".bin.tmp")
         tmp_idx = prefix.with_name(prefix.name + ".idx.tmp")
         builder = IndexedDatasetBuilder(str(tmp_bin), dtype=dtype)
-        bos = [self.encoder.bos_id] if self.config.add_bos else []
-        eod = [self.encoder.eos_id] if self.config.append_eod else []
+        bos = [self.encoder.bos_id] if self.config.section.add_bos else []
+        eod = [self.encoder.eos_id] if self.config.section.append_eod else []
         counts = {"documents": 0, "tokens": 0, "characters": 0, "dropped_empty": 0}
 
         def flush(texts: list[str]) -> None:
@@ -120,7 +120,7 @@ class TokenizeShard(beam.DoFn):
                 counts["dropped_empty"] += 1
                 continue
             batch.append(text)
-            if len(batch) >= self.config.batch_size:
+            if len(batch) >= self.config.section.batch_size:
                 flush(batch)
                 batch = []
         if batch:
@@ -134,7 +134,7 @@ class TokenizeShard(beam.DoFn):
         yield {"prefix": prefix.name, "shard": Path(shard).name, "dtype": dtype.__name__, **counts}
 
 
-def write_manifest(entries: list[dict], config: TokenizeConfig, encoder: TokenEncoder, staging: str) -> dict:
+def write_manifest(entries: list[dict], config: TokenizeJob, encoder: TokenEncoder, staging: str) -> dict:
     entries = sorted(entries, key=lambda entry: entry["prefix"])
     manifest = {
         "format": FORMAT,
@@ -149,18 +149,19 @@ def write_manifest(entries: list[dict], config: TokenizeConfig, encoder: TokenEn
             "bos_id": encoder.bos_id,
             "eos_id": encoder.eos_id,
         },
-        "config": asdict(config),
+        # flat, as before the section moved into the job: corpus, output, tokenizer and the section's keys
+        "config": {"corpus": config.corpus, "output": config.output, "tokenizer": config.tokenizer, **asdict(config.section)},
     }
     (Path(staging) / MANIFEST_PENDING).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 
-def check_special_ids(config: TokenizeConfig, encoder: TokenEncoder) -> None:
+def check_special_ids(config: TokenizeJob, encoder: TokenEncoder) -> None:
     """The BOS/EOS the settings ask for must exist (a Qwen-style tokenizer has no BOS): refused
     before any work, naming the setting that turns it off, instead of writing id -1."""
     vocab = encoder.vocab_size
-    for wanted, token_id, name, flag, key in ((config.add_bos, encoder.bos_id, "BOS", "--no-bos", "add_bos"),
-                                               (config.append_eod, encoder.eos_id, "EOS", "--no-eod", "append_eod")):
+    for wanted, token_id, name, flag, key in ((config.section.add_bos, encoder.bos_id, "BOS", "--no-bos", "add_bos"),
+                                               (config.section.append_eod, encoder.eos_id, "EOS", "--no-eod", "append_eod")):
         if wanted and not 0 <= token_id < vocab:
             raise BadInput(f"{config.tokenizer}: the tokenizer has no {name} token (id {token_id}), but tokenize.{key} "
                            f"asks for one; pass {flag} or set tokenize.{key}=false")
@@ -206,7 +207,7 @@ def promote(staging: Path, output: Path) -> None:
     publish_directory(staging, output)
 
 
-def run(config: TokenizeConfig, beam_args: list[str] | None = None, log_to_file: bool = False, say=None) -> dict:
+def run(config: TokenizeJob, beam_args: list[str] | None = None, log_to_file: bool = False, say=None) -> dict:
     """Tokenize every shard; returns the manifest. Raises BadInput/ShardError.
 
     With `log_to_file`, Beam's and its workers' logs go to `OUTPUT.tmp-*.log` (kept on failure).
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         corpus, output = corpus_and_output(args)
         section = load_section(TokenizeSection, "tokenize", args.config, args.overrides,
                                flags={"add_bos": args.add_bos, "append_eod": args.append_eod, "batch_size": args.batch_size})
-        config = TokenizeConfig(corpus=corpus, output=output, tokenizer=args.tokenizer, **asdict(section))
+        config = TokenizeJob(corpus=corpus, output=output, tokenizer=args.tokenizer, section=section)
         manifest = run(config, beam_args, log_to_file=not args.verbose,
                        say=lambda line: print(f"{prog}: {line}", file=sys.stderr))
     except (BadInput, ShardError, UsageError) as exc:

@@ -117,7 +117,7 @@ class CheckpointConfig:
 
 
 @dataclass
-class EvalConfig:
+class ValidationConfig:
     interval: int = 0  # steps; 0 = only at the end
     iters: int = 2  # validation batches per evaluation
 
@@ -145,7 +145,7 @@ class PretrainConfig:
     recompute_activations: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: ValidationConfig = field(default_factory=ValidationConfig)
     log: LogConfig = field(default_factory=LogConfig)
     max_nan_skips: int = 0  # steps with a non-finite loss/grad to skip before stopping
     make_vocab_size_divisible_by: int = 128

@@ -36,7 +36,7 @@ from pretrain.resolve import TrainingRun, describe, resolve_training_run
 from pretrain.run_log import Logger
 from pretrain.stage_model import build_stage, frozen_row_masks, load_initial_weights
 from pretrain.step import evaluate, make_forward_step, train_step
-from stagekit.config import config_file
+from stagekit.config import check_run_config, config_file
 from tokenizer.model_match import fingerprint
 
 
@@ -221,7 +221,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--config", dest="config_option", metavar="FILE", help="the same as CONFIG (as every stage takes it)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
-    parser.add_argument("--check", action="store_true", help="validate the config, print the plan and exit")
+    parser.add_argument("--check", action="store_true", help="validate the config (every section of the file typed), print the plan and exit")
     parser.add_argument("--world-size", type=int, default=None, help="with --check: the world size to plan for")
     return parser
 
@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         config = config_file(args.config, args.config_option)
         run = resolve_training_run(load_config(config, args.overrides), args.world_size)
+        if args.check and config:  # launch.sh checks before any process starts: every section of the file
+            check_run_config(config)
     except ConfigError as exc:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)

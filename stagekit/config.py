@@ -2,16 +2,9 @@
 typed and validated against the stage's own model (a stdlib dataclass) with pydantic.
 
 A run config (configs/demo.yaml, configs/llama2-7b.yaml) is a mapping of sections, one per
-stage; a stage reads its own and ignores the others:
-
-    corpus:       kocpt corpus (pipelines/corpus.py)                   corpus.config.CorpusConfig
-    tokenizer:    kocpt tokenizer train / merge                        tokenizer.config.TokenizerConfig
-    model:        kocpt pretrain, kocpt plan, kocpt demo (tiny model)  pretrain.config.ModelSection
-    checkpoints:  kocpt checkpoints
-    tokenize:     kocpt tokenize (pipelines/tokenize_corpus.py)
-    pretrain:     kocpt pretrain, kocpt plan                           pretrain.config.PretrainConfig
-    eval:         kocpt eval (evaluation/run.py)                       evaluation.config.EvalConfig
-    cluster:      kocpt plan                                           pretrain.plan.Cluster
+stage; a stage reads its own and ignores the others. `SECTION_CLASSES` says which dataclass types
+each section; `check_run_config` types every section of a file at once (the demo does, before its
+first stage, so a typo in `eval:` is not found an hour later).
 
 Precedence, lowest first: the model's defaults < the file's section < `--set` < explicit flags.
 A stage command wires it like this:
@@ -39,6 +32,7 @@ import argparse
 import copy
 import dataclasses
 import functools
+import importlib
 import types
 import typing
 from pathlib import Path
@@ -48,9 +42,40 @@ import pydantic
 import yaml
 from pydantic import BeforeValidator, ConfigDict, Strict, ValidationError
 
+from stagekit.config_errors import one_line, show, yaml_problem
 from stagekit.errors import BadInput
 
-SECTIONS: tuple[str, ...] = ("corpus", "tokenizer", "model", "checkpoints", "tokenize", "pretrain", "eval", "cluster")
+# Each section of a run config, the commands that read it, and the dataclass that types it ("module:Class",
+# imported by name only when a whole file is checked: stagekit builds on no stage).
+SECTION_CLASSES: dict[str, str] = {
+    "corpus": "corpus.config:CorpusConfig",  # kocpt corpus
+    "tokenizer": "tokenizer.config:TokenizerConfig",  # kocpt tokenizer train / merge
+    "model": "pretrain.config:ModelSection",  # kocpt pretrain, plan, demo (tiny model)
+    "checkpoints": "checkpoints.config:CheckpointsConfig",  # kocpt checkpoints resize / convert
+    "tokenize": "pipelines.tokenize_config:TokenizeSection",  # kocpt tokenize
+    "pretrain": "pretrain.config:PretrainConfig",  # kocpt pretrain, plan
+    "eval": "evaluation.config:EvalConfig",  # kocpt eval
+    "cluster": "pretrain.plan:Cluster",  # kocpt plan
+}
+SECTIONS: tuple[str, ...] = tuple(SECTION_CLASSES)
+
+
+def section_class(section: str) -> type:
+    """The dataclass that types `section` (SECTION_CLASSES)."""
+    module, _, name = SECTION_CLASSES[section].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_run_config(path, overrides=()) -> list[str]:
+    """Type every section of the file at `path` (with `--set` applied) by its class: unknown keys and wrong
+    types are BadInput in one line, whichever stage reads them. A stage's own cross-field checks
+    (`validate()`) are left to the stage, which may complete the section with its flags. Returns the
+    sections found."""
+    document = read_config_file(path) if path is not None else {}
+    names = list(dict.fromkeys([*document, *(parse_override(text)[0] for text in overrides or ())]))
+    for name in names:
+        _checked(section_class(name), name, read_section(name, path, overrides))
+    return names
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, ...] = SECTIONS,
@@ -115,17 +140,17 @@ def read_config_file(path) -> dict:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+        raise BadInput(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise BadInput(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}), got {_show(document)}")
+        raise BadInput(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}), got {show(document)}")
     unknown = [str(name) for name in document if name not in SECTIONS]
     if unknown:
         raise BadInput(f"{path}: unknown section(s) {', '.join(unknown)} (valid sections: {', '.join(SECTIONS)})")
     for name, value in document.items():
         if value is not None and not isinstance(value, dict):
-            raise BadInput(f"{path}: section {name}: expected a mapping of keys, got {_show(value)}")
+            raise BadInput(f"{path}: section {name}: expected a mapping of keys, got {show(value)}")
     return document
 
 
@@ -140,7 +165,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError as exc:
-        raise BadInput(f"--set {text}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+        raise BadInput(f"--set {text}: the value is not valid YAML ({yaml_problem(exc)})") from None
     return section, rest, value
 
 
@@ -189,7 +214,7 @@ def _checked(model, section: str, data: dict):
     try:
         return _mirror(model).model_validate(data)
     except ValidationError as exc:
-        raise BadInput(_one_line(exc, section, data, model)) from None
+        raise BadInput(one_line(exc, section, data, model)) from None
 
 
 # --- applying overrides -----------------------------------------------------------------------
@@ -219,7 +244,7 @@ def _assign(tree: dict, dotted: str, value, where: str) -> None:
                 node[key] = {}
             node = node[key]
         else:
-            raise BadInput(f"{where}: {here} is {_show(node)}, not a mapping or a list")
+            raise BadInput(f"{where}: {here} is {show(node)}, not a mapping or a list")
 
 
 # --- validation: a strict pydantic mirror of the stage's dataclass ----------------------------
@@ -296,104 +321,3 @@ def _mirror(cls) -> type[pydantic.BaseModel]:
 @functools.cache
 def _adapter(cls) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(cls)
-
-
-# --- one line from a ValidationError ----------------------------------------------------------
-
-_EXPECTED = {
-    "int_type": "int", "int_parsing": "int", "int_from_float": "int",
-    "float_type": "a number", "float_parsing": "a number",
-    "string_type": "str", "bool_type": "true or false", "bool_parsing": "true or false",
-    "list_type": "a list", "tuple_type": "a list",
-    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
-    "dataclass_type": "a mapping", "none_required": "null",
-}
-
-
-def _one_line(exc: ValidationError, section: str, data: dict, model) -> str:
-    unknown: dict[tuple, list[str]] = {}
-    others: dict[tuple, list[dict]] = {}
-    for error in exc.errors(include_url=False):
-        path = tuple(_data_path(data, error["loc"], error["type"]))
-        if error["type"] == "extra_forbidden":
-            unknown.setdefault(path[:-1], []).append(str(path[-1]))
-        else:
-            others.setdefault(path, []).append(error)
-    messages = []
-    for parent, keys in unknown.items():
-        where = _dotted(section, parent)
-        valid = _field_names(_type_at(model, parent))
-        messages.append(f"{where}: unknown key(s) {', '.join(keys)} ({', '.join(f'{where}.{k}' for k in keys)}); "
-                        f"valid keys: {', '.join(valid)}")
-    for path, errors in others.items():
-        where = _dotted(section, path)
-        kinds = [error["type"] for error in errors]
-        if "missing" in kinds:
-            messages.append(f"{where}: required")
-        elif all(kind in _EXPECTED for kind in kinds):
-            expected = " or ".join(dict.fromkeys(_EXPECTED[kind] for kind in kinds))
-            messages.append(f"{where}: expected {expected}, got {_show(errors[0]['input'])}")
-        else:
-            messages.append(f"{where}: {errors[0]['msg']}")
-    more = f"; and {len(messages) - 3} more" if len(messages) > 3 else ""
-    return "; ".join(messages[:3]) + more
-
-
-def _data_path(data, loc: tuple, kind: str) -> list:
-    """pydantic's location minus the names it gives union members ('str', 'list[str]', ...)."""
-    path, node = [], data
-    for position, item in enumerate(loc):
-        if isinstance(node, dict) and item in node:
-            path.append(item)
-            node = node[item]
-        elif isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
-            path.append(item)
-            node = node[item]
-        elif kind == "missing" and position == len(loc) - 1:
-            path.append(item)
-    return path
-
-
-def _dotted(section: str, path) -> str:
-    return ".".join([section, *map(str, path)])
-
-
-def _unwrap(hint):
-    """The member of `X | None` (or of another union) that can hold keys or items."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        containers = [arg for arg in members if _field_names(arg) or typing.get_origin(arg) in (list, tuple, dict)]
-        return (containers or members)[0]
-    return hint
-
-
-def _type_at(model, path):
-    hint = model
-    for item in path:
-        hint = _unwrap(hint)
-        if dataclasses.is_dataclass(hint):
-            hint = typing.get_type_hints(hint)[item]
-        elif typing.get_origin(hint) in (list, tuple):
-            hint = typing.get_args(hint)[0]
-        elif typing.get_origin(hint) is dict:
-            hint = typing.get_args(hint)[1]
-        else:
-            return None
-    return _unwrap(hint)
-
-
-def _field_names(hint) -> list[str]:
-    if dataclasses.is_dataclass(hint):
-        return [item.name for item in dataclasses.fields(hint) if item.init]
-    return []
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem

@@ -39,7 +39,7 @@ def tokenized_corpus(tmp_path_factory, num_docs: int = 600):
     Cached under the session's base temp dir, so every test module shares one pipeline run.
     Returns (output dir, documents per shard).
     """
-    from pipelines.tokenize_corpus import TokenizeConfig, run
+    from pipelines.tokenize_corpus import TokenizeJob, run
 
     base = tmp_path_factory.getbasetemp() / "pretrain-tokenized"
     corpus, out = base / "corpus", base / "tokenized"
@@ -49,7 +49,7 @@ def tokenized_corpus(tmp_path_factory, num_docs: int = 600):
         shards = [[{"text": t} for i, t in enumerate(texts) if i % 2 == k] for k in range(2)]
     else:
         # In this process (no worker processes): the config tests that read it stay in the hermetic tier.
-        run(TokenizeConfig(corpus=str(corpus), output=str(out), tokenizer=str(LLAMA2_TOKENIZER)),
+        run(TokenizeJob(corpus=str(corpus), output=str(out), tokenizer=str(LLAMA2_TOKENIZER)),
             ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     return out, shards
 

@@ -136,3 +136,16 @@ def test_demo_config_is_valid():
     assert run.pretrain.parallel.tensor == 2
     assert [s.name for s in run.pretrain.stages] == ["new-embeddings", "full"]
     assert str(LLAMA2_TOKENIZER)  # the tests use the real tokenizer
+
+
+def test_check_types_every_section_of_the_file(tmp_path, data_dir, capsys):
+    """launch.sh runs --check before any process starts: a typo in a section another stage reads (eval:)
+    is found there, not after the training."""
+    import yaml
+
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run")
+    document = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**document, "eval": {"taskz": ["nsmc"]}}))
+    assert train.main([str(config), "--check"], prog="kocpt pretrain") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "eval: unknown key(s) taskz (eval.taskz)" in lines[0], lines
