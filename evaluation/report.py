@@ -145,6 +145,10 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _with_error(value, error) -> str:
+    return _fmt(value) if value is None or error is None else f"{_fmt(value)} ± {_fmt(error)}"
+
+
 def _text_label(kind: str, name: str, texts: dict) -> str:
     short = "ko" if kind == "korean" else "en"
     return short if len(texts.get(kind, {})) == 1 else f"{short}:{Path(name).stem}"
@@ -168,8 +172,8 @@ def markdown(result: dict) -> str:
         row = [f"**{model['label']}**", _fmt(model["parameters"]), _fmt(model["vocab"]["tokenizer"])]
         for kind, name in texts:
             bpc = (model["bpc"].get(kind) or {}).get(name)
-            row += [_fmt(bpc and bpc["bits_per_char"]), _fmt(bpc and bpc["bits_per_byte"]),
-                    _fmt(bpc and bpc["tokens_per_char"])]
+            row += [_with_error(bpc and bpc["bits_per_char"], bpc and bpc.get("bits_per_char_se")),
+                    _fmt(bpc and bpc["bits_per_byte"]), _fmt(bpc and bpc["tokens_per_char"])]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     described = []
@@ -181,7 +185,15 @@ def markdown(result: dict) -> str:
     if described:
         lines.append("Texts: " + "; ".join(described) + ". Each document is scored after a BOS token; a document "
                      "longer than the context is scored by a sliding window (" +
-                     ", ".join(f"context {c}, stride {s}" for c, s in windows) + ").")
+                     ", ".join(f"context {c}, stride {s}" for c, s in windows) + "). bpc ± its standard error: a "
+                     "bootstrap over documents.")
+        windowed = [f"{model['label']} {_text_label(kind, name, result['texts'])} {row['windowed_documents']:,}"
+                    for model in models for kind, rows in model["bpc"].items() for name, row in rows.items()
+                    if row.get("windowed_documents")]
+        if windowed:
+            lines.append("Not whole documents: some did not fit one window (" + "; ".join(windowed) + "), and a window "
+                         "of N tokens holds more characters for a tokenizer with more Korean pieces, so those models "
+                         "compare on unequal context: raise eval.context to the longest document.")
         lines.append("")
     if tasks:
         lines += ["## Korean tasks (lm-eval, zero-shot)", ""]

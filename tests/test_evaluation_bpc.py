@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from evaluation import BadInput
-from evaluation.bpc import read_documents, score_texts, sliding_windows
+from evaluation.bpc import bootstrap_se, paired_difference, read_documents, score_texts, sliding_windows
 from tests.evaluation_fixtures import (  # noqa: F401  (fixtures)
     EN_HELDOUT,
     KO_HELDOUT,
@@ -178,3 +179,51 @@ def test_bad_inputs(tmp_path, unigram_model, char_tokenizer):
         score_texts(unigram_model, big, ["라"], progress=False)
     with pytest.raises(BadInput, match="no non-empty"):
         score_texts(unigram_model, char_tokenizer, ["", ""], progress=False)
+
+
+def test_each_document_keeps_its_own_bits(unigram_model, char_tokenizer):
+    result = score_texts(unigram_model, char_tokenizer, ["가나다", "", "다가"], progress=False)  # the empty one is skipped
+    assert [n / math.log(2) for n in result.doc_nll_nats] == pytest.approx([7.0, 5.0], rel=1e-5)
+    assert result.doc_characters == [3, 2] and sum(result.doc_nll_nats) == pytest.approx(result.nll_nats)
+    assert result.windowed_documents == 0
+    assert score_texts(unigram_model, char_tokenizer, ["가나다가나다", "다가"], context=4, stride=2,
+                       progress=False).windowed_documents == 1  # 7 ids with the prefix: two windows
+
+
+def delta_method_se(bits, characters) -> float:
+    """The textbook standard error of a ratio of sums (first-order): what the bootstrap should approach."""
+    bits, characters = np.asarray(bits), np.asarray(characters)
+    ratio, n = bits.sum() / characters.sum(), len(bits)
+    return float(np.sqrt(((bits - ratio * characters) ** 2).sum() * n / (n - 1)) / characters.sum())
+
+
+def test_the_bootstrap_error_matches_the_delta_method_and_shrinks_with_documents():
+    rng = np.random.default_rng(7)
+    characters = rng.integers(40, 400, size=1600)
+    bits = characters * rng.normal(2.0, 0.3, size=1600)
+    nll = bits * math.log(2)
+    for n in (400, 1600):
+        assert bootstrap_se(nll[:n], characters[:n]) == pytest.approx(delta_method_se(bits[:n], characters[:n]), rel=0.08)
+    assert bootstrap_se(nll[:400], characters[:400]) / bootstrap_se(nll, characters) == pytest.approx(2.0, rel=0.15)
+    assert bootstrap_se(nll[:400], characters[:400]) == bootstrap_se(nll[:400], characters[:400])  # seeded
+    assert bootstrap_se(characters * 2.0 * math.log(2), characters) == pytest.approx(0.0, abs=1e-12)  # no spread
+    assert bootstrap_se([1.0], [3]) is None
+
+
+def test_a_paired_difference_is_tighter_than_either_error(unigram_model, char_tokenizer):
+    rng = np.random.default_rng(3)
+    characters = rng.integers(40, 400, size=300)
+    base = characters * rng.normal(2.0, 0.4, size=300)  # documents differ a lot in difficulty...
+    better = base - characters * rng.normal(0.1, 0.02, size=300)  # ...the second model gains a little on each
+    a = {"doc_nll_nats": base * math.log(2), "doc_characters": characters}
+    b = {"doc_nll_nats": better * math.log(2), "doc_characters": characters}
+    gap, se = paired_difference(a, b)
+    assert gap == pytest.approx((base.sum() - better.sum()) / characters.sum())
+    assert 0 < se < 0.2 * math.hypot(bootstrap_se(a["doc_nll_nats"], characters), bootstrap_se(b["doc_nll_nats"], characters))
+    assert gap / se > 10
+    same = score_texts(unigram_model, char_tokenizer, ["가나다", "다가", "나다"], progress=False)
+    assert paired_difference(same, same) == (0.0, 0.0)
+    other = score_texts(unigram_model, char_tokenizer, ["가나다", "다가"], progress=False)
+    with pytest.raises(BadInput, match="same documents"):
+        paired_difference(same, other)
+    assert same.to_dict()["bits_per_char_se"] == pytest.approx(same.bits_per_char_se) and same.bits_per_char_se > 0

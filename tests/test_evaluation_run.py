@@ -90,6 +90,7 @@ def test_kocpt_eval_writes_the_report(tmp_path, exported_model_dir, tensorboard_
     ko = trained["bpc"]["korean"][KO_HELDOUT.name]
     assert ko["documents"] == 8 and ko["characters"] == sum(len(line) for line in KO_HELDOUT.read_text().splitlines()[:8])
     assert 10 < ko["bits_per_char"] < 40 and ko["bits_per_byte"] < ko["bits_per_char"]
+    assert 0 < ko["bits_per_char_se"] < ko["bits_per_char"] / 4 and len(ko["doc_nll_nats"]) == 8  # an error bar per figure
     # The base row reads the same weights through the SentencePiece file turned into an HF tokenizer
     # on the fly: the same ids, so the same figures.
     for kind in ("korean", "english"):
@@ -107,7 +108,7 @@ def test_kocpt_eval_writes_the_report(tmp_path, exported_model_dir, tensorboard_
     assert tok["base"]["tokens_per_char"] == tok["merged"]["tokens_per_char"] > 1.0
     markdown = (out / "eval.md").read_text(encoding="utf-8")
     assert "| **trained** | 4,196,672 | 32,000 |" in markdown and "| **base** |" in markdown
-    assert f"{ko['bits_per_char']:.3f}" in markdown
+    assert f"{ko['bits_per_char']:.3f} ± {ko['bits_per_char_se']:.3f}" in markdown
     for heading in ("## Korean tasks", "## Tokenizer", "## Training", "## Generation samples", "![training](training.png)"):
         assert heading in markdown
     assert "wrote " in stdout and "trained: Korean" in stdout
