@@ -67,7 +67,7 @@ def megatron_outputs(hf_dir: Path, megatron_dir: Path | None, tp: int, pp: int, 
     from megatron.core import parallel_state
 
     from mcore_llama.build import build_gpt_model
-    from mcore_llama.run_dir import read_model_metadata
+    from mcore_llama.run_dir import read_model_metadata, resolve_checkpoint
     from mcore_llama.runtime import init_model_parallel
     from mcore_llama.families import shape_from_hf_dir
     from mcore_llama.vocab_padding import mask_padded_vocab
@@ -76,6 +76,7 @@ def megatron_outputs(hf_dir: Path, megatron_dir: Path | None, tp: int, pp: int, 
     init_model_parallel(tp, pp, seed=1234)
     try:
         if megatron_dir is not None:
+            megatron_dir = resolve_checkpoint(megatron_dir)  # a training run stands for its latest checkpoint
             meta = read_model_metadata(megatron_dir)
             shape, dtype = meta.shape, meta.dtype
         else:
@@ -176,7 +177,7 @@ def parse_layouts(text: str) -> list[tuple[int, int]]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--hf", required=True, type=Path, help="Hugging Face Llama directory (the reference)")
-    parser.add_argument("--megatron", type=Path, help="Megatron checkpoint dir (default: load the HF weights directly)")
+    parser.add_argument("--megatron", type=Path, help="Megatron checkpoint dir, or a training run (its latest checkpoint); default: load the HF weights directly")
     parser.add_argument("--layouts", default="1x1", help="TPxPP layouts to check, comma-separated (default 1x1)")
     parser.add_argument("--seq-length", type=int, default=16,
                         help="tokens per test sequence (long enough to reach the positions a RoPE scaling changes)")
