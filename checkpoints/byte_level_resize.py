@@ -30,13 +30,15 @@ def _load(path: Path, what: str):
     return text, tokenizer, file
 
 
-def byte_level_new_pieces(config, model_path: Path, tokenizer_dir: Path, old_vocab: int) -> tuple[int, list[NewPiece]]:
-    """(the merged vocabulary size, the new ids with their FVT sources); `config`: resize's ResizeConfig."""
+def byte_level_new_pieces(config, model_path: Path, tokenizer_dir: Path, old_vocab: int, rows_may_exceed_ids: bool = False
+                          ) -> tuple[int, int, list[NewPiece]]:
+    """(the base tokenizer's ids, the merged vocabulary size, the new ids with their FVT sources); `config`:
+    resize's ResizeConfig. `rows_may_exceed_ids`: the model's family ships rows no base id reaches (Qwen2)."""
     _, merged, merged_file = _load(tokenizer_dir, "--tokenizer")
     base_text, base, base_file = _load(Path(config.base_tokenizer or model_path), "--base-tokenizer")
     base_vocab, merged_vocab = base.get_vocab(with_added_tokens=True), merged.get_vocab(with_added_tokens=True)
     base_size = 1 + max(base_vocab.values())
-    if base_size != old_vocab:
+    if base_size != old_vocab and not (rows_may_exceed_ids and base_size < old_vocab):
         raise BadInput(f"{model_path}: the model has {old_vocab:,} vocabulary rows but the base tokenizer {base_file} has "
                        f"{base_size:,} ids; resize needs the model that tokenizer belongs to (rows == ids)")
     moved = next(((t, i) for t, i in base_vocab.items() if merged_vocab.get(t) != i), None)
@@ -44,9 +46,9 @@ def byte_level_new_pieces(config, model_path: Path, tokenizer_dir: Path, old_voc
         raise BadInput(f"{merged_file}: does not extend the model's tokenizer {base_file} "
                        f"({moved[0]!r} is id {moved[1]} there, {merged_vocab.get(moved[0])} here)")
     new_vocab = 1 + max(merged_vocab.values())
-    by_id = {i: t for t, i in merged_vocab.items() if i >= old_vocab}
-    new_ids = [(i, by_id.get(i, "")) for i in range(old_vocab, new_vocab)]
+    by_id = {i: t for t, i in merged_vocab.items() if i >= base_size}
+    new_ids = [(i, by_id.get(i, "")) for i in range(base_size, new_vocab)]
     if config.init != "fvt":
-        return new_vocab, [NewPiece(i, t, ()) for i, t in new_ids]
+        return base_size, new_vocab, [NewPiece(i, t, ()) for i, t in new_ids]
     specials = {t["content"] for t in json.loads(merged.to_str()).get("added_tokens", [])}
-    return new_vocab, byte_level_sources(new_ids, base_text, specials)
+    return base_size, new_vocab, byte_level_sources(new_ids, base_text, specials)

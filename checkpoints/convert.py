@@ -34,7 +34,8 @@ from checkpoints.config import load_checkpoints_config
 from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from mcore_llama.build import build_gpt_model
 from mcore_llama.hf_checkpoint import DTYPE_NAMES, HFCheckpoint
-from mcore_llama.mapping import hf_row_counts, hf_tensor, parameter_table
+from mcore_llama.families import hf_config_of, parameter_table_of
+from mcore_llama.mapping import hf_row_counts, hf_tensor
 from mcore_llama.run_dir import ModelMetadata, read_model_metadata, resolve_checkpoint, write_model_metadata
 from mcore_llama.runtime import single_process_megatron
 from mcore_llama.shape import padded_vocab_size
@@ -91,7 +92,7 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     hf = HFCheckpoint(hf_dir)
     shape = shape_from_hf(hf)
     padded = padded_vocab_size(shape.vocab_size, 1, make_vocab_size_divisible_by)
-    dtype = check_hf_shapes(hf, shape, parameter_table(shape, padded))
+    dtype = check_hf_shapes(hf, shape, parameter_table_of(shape, padded))
     generation_config = None
     if (hf.path / "generation_config.json").is_file():
         generation_config = json.loads((hf.path / "generation_config.json").read_text())
@@ -163,7 +164,7 @@ def megatron_to_hf(
         )
         load_megatron_checkpoint_into(model, ckpt_dir)
         params = dict(model.named_parameters())
-        table = parameter_table(shape, stored)
+        table = parameter_table_of(shape, stored)
         specs, sources = [], {}
         for param in table:
             mg = next((n for n in param.megatron_names if n in params), None)
@@ -182,7 +183,7 @@ def megatron_to_hf(
             progress="writing safetensors" if progress else None,
         )
         del model, params, sources
-        (tmp / "config.json").write_text(json.dumps(meta.shape.to_hf_config(meta.hf_config, DTYPE_NAMES[meta.dtype]), indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(hf_config_of(meta.shape, meta.hf_config, DTYPE_NAMES[meta.dtype]), indent=2) + "\n")
         generation = meta.generation_config or {
             "bos_token_id": meta.hf_config.get("bos_token_id", 1),
             "eos_token_id": meta.hf_config.get("eos_token_id", 2),

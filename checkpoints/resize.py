@@ -1,4 +1,5 @@
-"""Grow a Hugging Face Llama's vocabulary to a merged tokenizer's, initializing the new rows.
+"""Grow a Hugging Face model's vocabulary (a Llama or Qwen2: `mcore_llama.families`) to a merged tokenizer's,
+initializing the new rows.
 
     kocpt checkpoints resize --model HF_DIR --tokenizer MERGED_TOKENIZER_DIR --output HF_DIR \\
         [--init fvt|mean|random] [--lm-head mean|first] [--pad-to-multiple N]
@@ -35,6 +36,7 @@ from checkpoints.config import load_checkpoints_config
 from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from checkpoints.byte_level_resize import byte_level_new_pieces
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
+from mcore_llama.families import family_of_hf_config
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
@@ -42,8 +44,6 @@ from stagekit.outputs import check_output, staged_directory
 from tokenizer.spm_model import load_model, resolve_model_path
 from tokenizer.token_encoder import is_byte_level_dir
 
-EMBED = "model.embed_tokens.weight"
-LM_HEAD = "lm_head.weight"
 STAGE = "checkpoints resize"  # names this stage's outputs (stagekit.outputs)
 
 
@@ -139,22 +139,27 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     check_output(config.output, **output_rule(config))
     started = time.perf_counter()
     hf = HFCheckpoint(config.model)
-    if hf.config.get("model_type") != "llama":
-        raise BadInput(f"{hf.path / 'config.json'}: not a Llama config (model_type={hf.config.get('model_type')!r})")
+    try:
+        family = family_of_hf_config(hf.config)
+    except ValueError as exc:
+        raise BadInput(f"{hf.path / 'config.json'}: {exc}") from None
+    embed_name, head_name = family.embedding_name, family.lm_head_name  # the family's tensor names
     tokenizer_dir = Path(config.tokenizer)
     if not tokenizer_dir.is_dir():
         raise BadInput(f"{tokenizer_dir}: not a directory")
-    embed = hf.info(EMBED)
+    embed = hf.info(embed_name)
     old_vocab, hidden = embed.shape
     if hf.config.get("vocab_size") != old_vocab:
-        raise BadInput(f"{hf.path}: config vocab_size {hf.config.get('vocab_size')} but {EMBED} has {old_vocab} rows")
+        raise BadInput(f"{hf.path}: config vocab_size {hf.config.get('vocab_size')} but {embed_name} has {old_vocab} rows")
     tied = bool(hf.config.get("tie_word_embeddings", False))
-    if not tied and hf.info(LM_HEAD).shape != embed.shape:
-        raise BadInput(f"{hf.path}: {LM_HEAD} shape {list(hf.info(LM_HEAD).shape)} != {EMBED} {list(embed.shape)}")
+    if not tied and hf.info(head_name).shape != embed.shape:
+        raise BadInput(f"{hf.path}: {head_name} shape {list(hf.info(head_name).shape)} != {embed_name} {list(embed.shape)}")
     byte_level = is_byte_level_dir(tokenizer_dir)
     if byte_level:
-        new_vocab, new_pieces = byte_level_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
+        base_ids, new_vocab, new_pieces = byte_level_new_pieces(config, hf.path, tokenizer_dir, old_vocab,
+                                                                family.rows_may_exceed_ids)
     else:
+        base_ids = old_vocab
         new_vocab, new_pieces = _sentencepiece_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
     padded_vocab = -(-new_vocab // config.pad_to_multiple) * config.pad_to_multiple
     pad_pieces = [NewPiece(i, "", ()) for i in range(new_vocab, padded_vocab)]
@@ -164,9 +169,12 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     def grown(name: str) -> torch.Tensor:
         old = hf.read(name)
         out = torch.empty((padded_vocab, hidden), dtype=old.dtype)
-        out[:old_vocab] = old  # bit-identical copy
-        is_head = name == LM_HEAD and not tied  # tied: one matrix, the input-side init
-        out[old_vocab:new_vocab] = new_rows(
+        # Rows past the base tokenizer's ids (Qwen2's spare rows) are reached by no token: the merged
+        # tokenizer's new ids take their places, and new rows are made for them like any others.
+        old = old[:base_ids]
+        out[:base_ids] = old  # bit-identical copy
+        is_head = name == head_name and not tied  # tied: one matrix, the input-side init
+        out[base_ids:new_vocab] = new_rows(
             old, new_pieces, config.init, is_lm_head=is_head, lm_head_method=config.lm_head,
             init_std=init_std, generator=generator,
         )
@@ -174,11 +182,11 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
         return out
 
     def make_tensor(name: str) -> torch.Tensor:
-        return grown(name) if name in (EMBED, LM_HEAD) else hf.read(name)
+        return grown(name) if name in (embed_name, head_name) else hf.read(name)
 
     specs = [
-        (name, (padded_vocab, hidden) if name in (EMBED, LM_HEAD) else info.shape, info.dtype)
-        for name, info in sorted(hf.tensors.items(), key=lambda kv: _hf_order(kv[0]))
+        (name, (padded_vocab, hidden) if name in (embed_name, head_name) else info.shape, info.dtype)
+        for name, info in sorted(hf.tensors.items(), key=lambda kv: _hf_order(kv[0], embed_name))
     ]
     with staged_directory(config.output, **output_rule(config), say=_say) as tmp:
         copy_tokenizer_files(tokenizer_dir, tmp)
@@ -204,10 +212,13 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
                         if tied else config.lm_head if config.init == "fvt" else config.init),
             "tied_embeddings": tied,
             "tokenizer_kind": "byte-level BPE" if byte_level else "SentencePiece",
+            "model_family": family.name,
             "old_vocab_size": old_vocab,
+            # Rows copied bit for bit (the base tokenizer's ids): pretrain's model.base_vocab_size.
+            "base_vocab_size": base_ids,
             "tokenizer_pieces": new_vocab,
             "vocab_size": padded_vocab,
-            "new_rows": new_vocab - old_vocab,
+            "new_rows": new_vocab - base_ids,
             "padding_rows": padded_vocab - new_vocab,
             "fvt_mean_pieces_per_new_token": (sum(fvt_lengths) / len(fvt_lengths)) if fvt_lengths else None,
             "fvt_mean_row_fallbacks": sum(1 for p in new_pieces if not p.source_ids) if config.init == "fvt" else None,
@@ -217,9 +228,9 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     return report
 
 
-def _hf_order(name: str):
+def _hf_order(name: str, embedding: str):
     """Embeddings first, layers in numeric order, then the final norm and the LM head."""
-    if name == EMBED:
+    if name == embedding:
         return (0, 0, name)
     if name.startswith("model.layers."):
         return (1, int(name.split(".")[2]), name)

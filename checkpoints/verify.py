@@ -5,7 +5,7 @@
 
 Loads the Megatron model at each TP×PP layout (from the dist checkpoint, or straight from the
 HF safetensors with `--megatron` omitted: each rank reading only its slices), runs the same
-tokens through it and through `transformers`' LlamaForCausalLM in fp32, and reports the largest
+tokens through it and through its family's `transformers` class (LlamaForCausalLM, Qwen2ForCausalLM) in fp32, and reports the largest
 absolute logit difference over the real vocabulary and both models' mean losses. Mapping bugs
 (q/k/v not grouped per query group, [gate; up] swapped or split naively across TP ranks) load
 without error and only show here. Exits 1 when a difference exceeds `--tolerance`.
@@ -67,20 +67,20 @@ def megatron_outputs(hf_dir: Path, megatron_dir: Path | None, tp: int, pp: int, 
     from megatron.core import parallel_state
 
     from mcore_llama.build import build_gpt_model
-    from mcore_llama.mapping import parameter_table
-    from mcore_llama.run_dir import read_model_metadata
+    from mcore_llama.run_dir import read_model_metadata, resolve_checkpoint
     from mcore_llama.runtime import init_model_parallel
-    from mcore_llama.shape import LlamaShape
+    from mcore_llama.families import shape_from_hf_dir
     from mcore_llama.vocab_padding import mask_padded_vocab
     from mcore_llama.weights import load_hf_into_megatron, load_megatron_checkpoint_into
 
     init_model_parallel(tp, pp, seed=1234)
     try:
         if megatron_dir is not None:
+            megatron_dir = resolve_checkpoint(megatron_dir)  # a training run stands for its latest checkpoint
             meta = read_model_metadata(megatron_dir)
             shape, dtype = meta.shape, meta.dtype
         else:
-            shape, dtype = LlamaShape.from_hf_dir(hf_dir), torch.float32
+            shape, dtype = shape_from_hf_dir(hf_dir), torch.float32
         model = build_gpt_model(
             shape, tensor_parallel=tp, pipeline_parallel=pp, params_dtype=dtype,
             use_transformer_engine=False, perform_initialization=False,
@@ -88,7 +88,7 @@ def megatron_outputs(hf_dir: Path, megatron_dir: Path | None, tp: int, pp: int, 
         if megatron_dir is not None:
             load_megatron_checkpoint_into(model, megatron_dir)
         else:
-            load_hf_into_megatron(model, hf_dir, shape, table_fn=table_fn or parameter_table)
+            load_hf_into_megatron(model, hf_dir, shape, table_fn=table_fn)
         mask_padded_vocab(model, shape.vocab_size)
         model.eval()
         logits = megatron_forward(model, tokens)
@@ -111,9 +111,9 @@ def megatron_outputs(hf_dir: Path, megatron_dir: Path | None, tp: int, pp: int, 
 
 
 def hf_outputs(hf_dir: Path, tokens: torch.Tensor) -> dict:
-    from transformers import LlamaForCausalLM
+    from mcore_llama.families import family_of_hf_config, read_hf_config
 
-    model = LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    model = family_of_hf_config(read_hf_config(hf_dir)).hf_model_class().from_pretrained(hf_dir, dtype=torch.float32)
     model.eval()
     with torch.no_grad():
         logits = model(tokens).logits
@@ -131,10 +131,13 @@ def compare(hf_dir: Path, megatron_dir: Path | None, layouts: list[tuple[int, in
     """Run every layout; on global rank 0 return one report per layout (None elsewhere)."""
     import torch.distributed as dist
 
-    from mcore_llama.shape import LlamaShape
+    from mcore_llama.families import shape_from_hf_dir
 
     init_distributed()
-    shape = LlamaShape.from_hf_dir(hf_dir)
+    try:
+        shape = shape_from_hf_dir(hf_dir)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise BadInput(f"--hf {hf_dir}: {exc}") from None
     tokens = sample_tokens(shape.vocab_size, seq=seq_length) if tokens is None else tokens
     reference = hf_outputs(hf_dir, tokens) if dist.get_rank() == 0 else None
     reports = []
@@ -174,7 +177,7 @@ def parse_layouts(text: str) -> list[tuple[int, int]]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--hf", required=True, type=Path, help="Hugging Face Llama directory (the reference)")
-    parser.add_argument("--megatron", type=Path, help="Megatron checkpoint dir (default: load the HF weights directly)")
+    parser.add_argument("--megatron", type=Path, help="Megatron checkpoint dir, or a training run (its latest checkpoint); default: load the HF weights directly")
     parser.add_argument("--layouts", default="1x1", help="TPxPP layouts to check, comma-separated (default 1x1)")
     parser.add_argument("--seq-length", type=int, default=16,
                         help="tokens per test sequence (long enough to reach the positions a RoPE scaling changes)")

@@ -1,7 +1,7 @@
 """How a Llama is built on Megatron-Core: its TransformerConfig, its layer spec, the GPTModel.
 
 `transformer_config()` turns a `LlamaShape` into Megatron's TransformerConfig (RMSNorm, SwiGLU,
-RoPE, no biases, GQA; tied embeddings and Llama-3.1's RoPE scaling are GPTModel arguments) and `build_gpt_model()` instantiates the stage of it that this rank holds.
+RoPE, GQA, biases only where the family has them (Qwen2's q/k/v); tied embeddings and Llama-3.1's RoPE scaling are GPTModel arguments) and `build_gpt_model()` instantiates the stage of it that this rank holds.
 The checkpoint converter, the training loop and the benchmarks build models here, so they always
 agree on names and shapes. How it is split over ranks is Megatron's (tensor-parallel layers);
 `mcore_llama.runtime.init_model_parallel` sets up the parallel state first.
@@ -14,6 +14,7 @@ import importlib.util
 import torch
 import torch.nn.functional as F
 
+from mcore_llama.families import family_of
 from mcore_llama.shape import LlamaShape, padded_vocab_size
 
 
@@ -47,7 +48,7 @@ def transformer_config(
         gated_linear_unit=True,  # SwiGLU: linear_fc1 = [gate; up]
         activation_func=F.silu,
         add_bias_linear=False,
-        add_qkv_bias=False,
+        **family_of(shape).megatron_config_args(),
         hidden_dropout=0.0,
         attention_dropout=0.0,
         init_method_std=shape.initializer_range,

@@ -1,4 +1,5 @@
-"""The one Hugging Face Llama ⇄ Megatron-Core GPTModel parameter table, used in both directions.
+"""The Hugging Face Llama ⇄ Megatron-Core GPTModel parameter table, used in both directions
+(a family's table is this one or grows from it: `mcore_llama.families`).
 
 Every Megatron tensor is described as its rows (dim 0) stacked from row blocks of HF tensors;
 all other dims are the same on both sides. That single description covers every reshaping:
@@ -65,15 +66,16 @@ def _vocab_rows(hf_name: str, vocab_size: int, padded_vocab_size: int) -> tuple[
     return tuple(blocks)
 
 
-def qkv_rows(shape: LlamaShape, prefix: str) -> tuple[RowBlock, ...]:
-    """[q_g; k_g; v_g] for every query group g, each head `head_dim` rows."""
+def qkv_rows(shape: LlamaShape, prefix: str, kind: str = "weight") -> tuple[RowBlock, ...]:
+    """[q_g; k_g; v_g] for every query group g, each head `head_dim` rows (of the weights, or with
+    `kind="bias"` of the biases: Megatron's linear_qkv bias is grouped exactly like its weight)."""
     d = shape.head_dim
     heads_per_group = shape.num_attention_heads // shape.num_key_value_heads
     blocks = []
     for g in range(shape.num_key_value_heads):
-        blocks.append(RowBlock(f"{prefix}.q_proj.weight", g * heads_per_group * d, heads_per_group * d))
-        blocks.append(RowBlock(f"{prefix}.k_proj.weight", g * d, d))
-        blocks.append(RowBlock(f"{prefix}.v_proj.weight", g * d, d))
+        blocks.append(RowBlock(f"{prefix}.q_proj.{kind}", g * heads_per_group * d, heads_per_group * d))
+        blocks.append(RowBlock(f"{prefix}.k_proj.{kind}", g * d, d))
+        blocks.append(RowBlock(f"{prefix}.v_proj.{kind}", g * d, d))
     return tuple(blocks)
 
 
@@ -84,7 +86,7 @@ def fc1_rows(shape: LlamaShape, prefix: str) -> tuple[RowBlock, ...]:
 
 
 def parameter_table(shape: LlamaShape, padded_vocab_size: int | None = None) -> list[Param]:
-    """The table for a model; `padded_vocab_size` is the Megatron embedding's row count."""
+    """The Llama table for a model; `padded_vocab_size` is the Megatron embedding's row count."""
     padded = shape.vocab_size if padded_vocab_size is None else padded_vocab_size
     h = shape.hidden_size
     table = [Param(("embedding.word_embeddings.weight",), _vocab_rows("model.embed_tokens.weight", shape.vocab_size, padded))]
@@ -108,6 +110,18 @@ def parameter_table(shape: LlamaShape, padded_vocab_size: int | None = None) -> 
     if not shape.tie_word_embeddings:
         table.append(Param(("output_layer.weight",), _vocab_rows("lm_head.weight", shape.vocab_size, padded)))
     return table
+
+
+def with_qkv_bias(table: list[Param], shape: LlamaShape) -> list[Param]:
+    """The table plus each layer's linear_qkv bias (Qwen2: q/k/v projections carry biases), after its weight."""
+    out = []
+    for param in table:
+        out.append(param)
+        name = param.megatron_name
+        if name.endswith(".self_attention.linear_qkv.weight"):
+            layer = name.split(".")[2]
+            out.append(Param((name[: -len("weight")] + "bias",), qkv_rows(shape, f"model.layers.{layer}.self_attn", "bias")))
+    return out
 
 
 def table_by_megatron_name(table: list[Param]) -> dict[str, Param]:

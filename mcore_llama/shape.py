@@ -1,15 +1,18 @@
-"""What a Llama is: `LlamaShape`, from and to a Hugging Face config, and Megatron's vocabulary padding."""
+"""What a Llama-shaped model is: `LlamaShape`, and Megatron's vocabulary padding.
+
+Reading and writing a Hugging Face config is each family's (`mcore_llama.families`): the shape
+names its family, and the family says what its config, parameter table and Megatron arguments are.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
 class LlamaShape:
-    """The architecture of a Llama model (what HF's LlamaConfig holds and Megatron needs)."""
+    """The architecture of a Llama-shaped model (what HF's LlamaConfig holds and Megatron needs);
+    `family` names its `mcore_llama.families` entry (Qwen2 is a Llama with qkv biases)."""
 
     vocab_size: int
     hidden_size: int
@@ -24,6 +27,7 @@ class LlamaShape:
     initializer_range: float = 0.02
     # Llama-3.1's frequency-dependent RoPE scaling (HF rope_type "llama3"), or None for plain RoPE.
     rope_scaling: dict | None = None
+    family: str = "llama"
 
     @property
     def head_dim(self) -> int:
@@ -42,38 +46,6 @@ class LlamaShape:
             )
         if self.rope_scaling is not None and self.rope_scaling != llama3_rope_scaling(self.rope_scaling):
             raise ValueError(f"rope_scaling {self.rope_scaling}: not normalized (use llama3_rope_scaling)")
-
-    @classmethod
-    def from_hf_config(cls, config: dict) -> "LlamaShape":
-        """From a HF Llama `config.json` dict (or `LlamaConfig.to_dict()`)."""
-        model_type = config.get("model_type")
-        if model_type != "llama":
-            raise ValueError(f"not a Llama config (model_type={model_type!r})")
-        # transformers 5 writes `rope_parameters` (theta included); 4.x wrote `rope_scaling`.
-        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-        shape = cls(
-            vocab_size=config["vocab_size"],
-            hidden_size=config["hidden_size"],
-            intermediate_size=config["intermediate_size"],
-            num_hidden_layers=config["num_hidden_layers"],
-            num_attention_heads=config["num_attention_heads"],
-            num_key_value_heads=config.get("num_key_value_heads") or config["num_attention_heads"],
-            max_position_embeddings=config.get("max_position_embeddings", 4096),
-            rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
-            rms_norm_eps=config.get("rms_norm_eps", 1e-5),
-            tie_word_embeddings=config.get("tie_word_embeddings", False),
-            initializer_range=config.get("initializer_range", 0.02),
-            rope_scaling=llama3_rope_scaling(rope),
-        )
-        shape.validate()
-        return shape
-
-    @classmethod
-    def from_hf_dir(cls, path: str | Path) -> "LlamaShape":
-        config_path = Path(path) / "config.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{path}: no config.json (not a Hugging Face model directory)")
-        return cls.from_hf_config(json.loads(config_path.read_text()))
 
     @classmethod
     def from_model_section(cls, section, vocab_size: int) -> "LlamaShape":
@@ -97,31 +69,6 @@ class LlamaShape:
         )
         shape.validate()
         return shape
-
-    def to_hf_config(self, base: dict | None = None, dtype_name: str = "float32") -> dict:
-        """config.json for this shape: `base` (the source model's config) with this architecture."""
-        config = dict(base or {})
-        config.update(
-            architectures=["LlamaForCausalLM"],
-            model_type="llama",
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            num_key_value_heads=self.num_key_value_heads,
-            max_position_embeddings=self.max_position_embeddings,
-            rms_norm_eps=self.rms_norm_eps,
-            tie_word_embeddings=self.tie_word_embeddings,
-            dtype=dtype_name,
-        )
-        config.pop("torch_dtype", None)
-        if "rope_parameters" not in config and "rope_scaling" not in config:
-            if self.rope_scaling is None:
-                config["rope_theta"] = self.rope_theta
-            else:
-                config["rope_parameters"] = {"rope_theta": self.rope_theta, **self.rope_scaling}
-        return config
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from mcore_llama.hf_checkpoint import HFCheckpoint
-from mcore_llama.mapping import Param, hf_row_counts, megatron_rows, parameter_table, table_by_megatron_name
+from mcore_llama.families import parameter_table_of, shape_from_hf_config
+from mcore_llama.mapping import Param, hf_row_counts, megatron_rows, table_by_megatron_name
 from mcore_llama.run_dir import is_checkpoint
 from mcore_llama.shape import LlamaShape
 from stagekit.errors import BadInput
@@ -25,7 +26,7 @@ EMBEDDING_KEY = "embedding.word_embeddings.weight"
 
 def shape_from_hf(hf: HFCheckpoint) -> LlamaShape:
     try:
-        shape = LlamaShape.from_hf_config(hf.config)
+        shape = shape_from_hf_config(hf.config)
     except KeyError as exc:
         raise BadInput(f"{hf.path / 'config.json'}: missing key {exc}") from None
     except ValueError as exc:
@@ -42,7 +43,7 @@ def check_hf_shapes(hf: HFCheckpoint, shape: LlamaShape, table: list[Param]) -> 
         for name, rows in hf_row_counts(param).items():
             info = hf.info(name)
             cols = next((v for k, v in in_features.items() if f".{k}." in name), h)
-            expected = (rows,) if name.endswith("norm.weight") else (rows, cols)
+            expected = (rows,) if name.endswith(("norm.weight", ".bias")) else (rows, cols)
             if info.shape != expected:
                 raise BadInput(
                     f"{hf.path}: {name} has shape {list(info.shape)}, config.json implies {list(expected)}"
@@ -82,13 +83,14 @@ def _locate(sh_ten) -> tuple[str, int, int, tuple[slice, ...]]:
 
 
 @torch.no_grad()
-def load_hf_into_megatron(model, hf_dir: str | Path | HFCheckpoint, shape: LlamaShape | None = None, table_fn=parameter_table) -> int:
+def load_hf_into_megatron(model, hf_dir: str | Path | HFCheckpoint, shape: LlamaShape | None = None, table_fn=None) -> int:
     """Fill this rank's GPTModel stage (any TP/PP) from a HF Llama directory.
 
     Each rank reads only its own slices: for every ShardedTensor of the model's sharded state
     dict (TP offsets, PP layer numbers, the [gate; up] split) the table says which HF rows and
     columns make it, and `safe_open(...).get_slice` reads just those. Returns the number of
-    parameters filled. `table_fn` is the mapping (replaceable only to show a wrong one fails).
+    parameters filled. `table_fn` is the mapping (default the shape's family's; replaceable only
+    to show a wrong one fails).
     """
     from megatron.core.dist_checkpointing.mapping import apply_factories
 
@@ -100,7 +102,7 @@ def load_hf_into_megatron(model, hf_dir: str | Path | HFCheckpoint, shape: Llama
     padded = next((t.global_shape[0] for t in tensors if t.key in (EMBEDDING_KEY, "output_layer.weight")), None)
     if padded is None:  # a stage without embedding or output layer
         padded = shape.vocab_size
-    table = table_fn(shape, padded)
+    table = (table_fn or parameter_table_of)(shape, padded)
     check_hf_shapes(hf, shape, table)
     by_name = table_by_megatron_name(table)
     filled = set()

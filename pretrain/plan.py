@@ -30,7 +30,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcore_llama.run_dir import is_checkpoint
 from pretrain.config import ConfigError, RunConfig, init_source, load_config, resolve_stages
+from pretrain.resolve import model_source
 from pretrain.flops import flops_per_token, parameter_counts
 from mcore_llama.shape import LlamaShape, padded_vocab_size
 from stagekit.config import config_file, load_section
@@ -115,22 +117,25 @@ def mfu_source(cluster: Cluster, given: float | None, measured: str | None, shap
 
 
 def model_shape(run: RunConfig) -> LlamaShape:
-    """From the init HF config when it is on disk, else the `model:` section (+ its vocab_size)."""
+    """As training takes it (`pretrain.resolve.model_source`): the init HF config or Megatron checkpoint
+    when it is on disk, else the `model:` section (+ its vocab_size, or the tokenizer's)."""
     kind, path = init_source(run.pretrain)
-    if kind == "hf" and path and (Path(path) / "config.json").is_file():
-        return LlamaShape.from_hf_dir(path)
-    vocab = run.model.vocab_size
-    if vocab is None:
+    on_disk = kind == "hf" and path and (Path(path) / "config.json").is_file() or (
+        kind == "megatron_checkpoint" and path and is_checkpoint(path))
+    if not on_disk:  # planning ahead of the artifacts: the `model:` section stands for them
+        kind, path = "random", None
+
+    def vocab() -> int:
+        if run.model.vocab_size is not None:
+            return run.model.vocab_size
         try:
             from tokenizer.token_encoder import TokenEncoder
 
-            vocab = TokenEncoder.load(run.pretrain.tokenizer).vocab_size
+            return TokenEncoder.load(run.pretrain.tokenizer).vocab_size
         except ValueError:
             raise ConfigError("model.vocab_size: needed when the tokenizer is not on this machine") from None
-    try:
-        return LlamaShape.from_model_section(run.model, vocab)
-    except ValueError as exc:
-        raise ConfigError(f"model: {exc}") from None
+
+    return model_source(run, kind, path, vocab)[0]
 
 
 def activation_bytes_per_layer(shape: LlamaShape, seq: int, micro_batch: int, tp: int,

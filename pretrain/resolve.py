@@ -8,6 +8,7 @@ once (`ParallelLayout`) and carried by the `TrainingRun`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from mcore_llama.run_dir import is_checkpoint, latest_checkpoint, read_model_metadata, resolve_checkpoint
+from mcore_llama.families import shape_from_hf_dir
 from mcore_llama.shape import LlamaShape, padded_vocab_size
 from pretrain.config import (
     ConfigError,
@@ -79,11 +81,12 @@ class TrainingRun:
         return self.stage_ends[-1]
 
 
-def _model_source(settings: RunConfig, encoder: TokenEncoder, init_kind: str, init_path: str | None):
-    """(shape, padded rows stored, where) from the initial weights, or the `model:` section."""
+def model_source(settings: RunConfig, init_kind: str, init_path: str | None, vocab_size: Callable[[], int]):
+    """(shape, padded rows stored, where) from the initial weights, or the `model:` section with
+    `vocab_size()` rows. Training and `kocpt plan` both take the shape from here."""
     if init_kind == "hf":
         try:
-            return LlamaShape.from_hf_dir(init_path), None, init_path
+            return shape_from_hf_dir(init_path), None, init_path
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise ConfigError(f"pretrain.init.hf: {exc}") from None
     if init_kind == "megatron_checkpoint":
@@ -95,7 +98,7 @@ def _model_source(settings: RunConfig, encoder: TokenEncoder, init_kind: str, in
             raise ConfigError(f"pretrain.init.megatron_checkpoint: {exc}") from None
         return meta.shape, meta.padded_vocab_size, init_path
     try:
-        shape = LlamaShape.from_model_section(settings.model, encoder.vocab_size)
+        shape = LlamaShape.from_model_section(settings.model, vocab_size())
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
     return shape, None, "model section"
@@ -159,7 +162,7 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
     init_kind, init_path = init_source(config)
     if init_path is not None and not Path(init_path).exists():
         raise ConfigError(f"pretrain.init.{init_kind}: {init_path} does not exist")
-    shape, stored_padded, where = _model_source(settings, encoder, init_kind, init_path)
+    shape, stored_padded, where = model_source(settings, init_kind, init_path, lambda: encoder.vocab_size)
 
     # A run directory that already has checkpoints fixes the model: resume it.
     run_dir = Path(config.checkpoint.dir)

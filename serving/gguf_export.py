@@ -77,15 +77,19 @@ def converter(llama_cpp: str | Path | None) -> tuple[Path, Path]:
 
 
 def check_model(model: Path) -> tuple[int, list[str]]:
-    """(embedding rows, tokenizer pieces) after checking the directory is a Llama this project can export."""
+    """(embedding rows, the GGUF's expected tokens) after checking the directory is a model of a family this
+    project can export (`mcore_llama.families`: Llama, Qwen2)."""
+    from mcore_llama.families import family_of_hf_config
     from tokenizer.spm_model import load_model
 
     config_file = model / "config.json"
     if not config_file.is_file():
         raise BadInput(f"{model}: not a Hugging Face model directory (no config.json)")
     config = json.loads(config_file.read_text())
-    if config.get("model_type") != "llama":
-        raise BadInput(f"{model}: model_type {config.get('model_type')!r}; this export handles Llama models")
+    try:
+        family = family_of_hf_config(config)
+    except ValueError as exc:
+        raise BadInput(f"{model}: {exc}") from None
     if (model / "tokenizer.model").is_file():
         pieces, what = [p.piece for p in load_model(model / "tokenizer.model").pieces], "tokenizer.model"
     elif (model / "tokenizer.json").is_file():
@@ -93,11 +97,22 @@ def check_model(model: Path) -> tuple[int, list[str]]:
     else:
         raise BadInput(f"{model}: no tokenizer.model or tokenizer.json for llama.cpp's converter to read")
     rows = int(config.get("vocab_size", 0))
+    if rows > len(pieces) and unreachable_rows_explained(model, family, rows, len(pieces)):
+        # llama.cpp's converter names rows no id reaches [PAD<id>] (type UNUSED), as in Qwen2.5's own GGUFs.
+        return rows, pieces + [f"[PAD{i}]" for i in range(len(pieces), rows)]
     if rows != len(pieces):
         raise BadInput(f"{model}: {rows:,} vocabulary rows but {what} has {len(pieces):,} ids; the converter "
                        "would turn the difference into [PAD] tokens llama.cpp can generate (export a model whose rows "
                        "equal its pieces: `kocpt checkpoints convert --to hf` drops Megatron's padding)")
     return rows, pieces
+
+
+def unreachable_rows_explained(model: Path, family, rows: int, ids: int) -> bool:
+    """Rows past the tokenizer's ids are expected: its family ships them (Qwen2), or resize padded to
+    them and listed them in the generation config's `suppress_tokens`."""
+    generation_file = model / "generation_config.json"
+    suppressed = json.loads(generation_file.read_text()).get("suppress_tokens") if generation_file.is_file() else None
+    return family.rows_may_exceed_ids or sorted(suppressed or []) == list(range(ids, rows))
 
 
 def byte_level_tokens(path: Path) -> list[str]:
@@ -142,7 +157,7 @@ def export(model: str | Path, output: str | Path, outtype: str = "f16", llama_cp
     if outtype not in OUTTYPES:
         raise BadInput(f"--outtype {outtype!r}: expected one of {', '.join(OUTTYPES)}")
     check_output(output, stage=STAGE, overwrite=overwrite, inputs={"--model": model}, recognise=is_gguf_file)
-    rows, pieces = check_model(model)
+    rows, pieces = check_model(model)  # pieces: the tokenizer's, then a [PAD<id>] per unreachable row
     script, gguf_py = converter(llama_cpp)
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -83,3 +83,25 @@ def _hermetic_unless_slow(item):
     if started:
         raise AssertionError(f"{item.nodeid} started {len(started)} process(es) in the fast tier "
                              f"(first: {started[0]}): mark it @pytest.mark.slow")
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python() -> None:
+    """llama_cpp importable: from the environment, or from a cached `pip install --target` of the pinned release
+    (the same cache as tests/test_gguf_export.py's ensure_llama_cpp, which the tier sorting can fold into this)."""
+    import importlib.util
+    import shutil
+    import sys
+
+    from serving.gguf_export import LLAMA_CPP_PYTHON, cache_dir
+
+    if importlib.util.find_spec("llama_cpp"):
+        return
+    target = cache_dir() / f"llama-cpp-python-{LLAMA_CPP_PYTHON}-py{sys.version_info[0]}{sys.version_info[1]}"
+    if not (target / "llama_cpp").is_dir():
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
+                        f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "diskcache"], check=True, timeout=3600)
+        staging.rename(target)
+    sys.path.insert(0, str(target))

@@ -154,11 +154,11 @@ def _wrong_mapping_worker(hf_dir: str, megatron_dir: str, queue) -> None:
 
     from mcore_llama.build import build_gpt_model
     from mcore_llama.runtime import apply_cpu_shim
-    from mcore_llama.shape import LlamaShape
+    from mcore_llama.families import shape_from_hf_dir
 
     apply_cpu_shim()
     parallel_state.initialize_model_parallel(1, 1)
-    model = build_gpt_model(LlamaShape.from_hf_dir(hf_dir), use_transformer_engine=False, perform_initialization=False)
+    model = build_gpt_model(shape_from_hf_dir(hf_dir), use_transformer_engine=False, perform_initialization=False)
     try:
         load_megatron_checkpoint_into(model, evil)
         result["evil"] = "loaded"

@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 
 from checkpoints.tiny_llama import LLAMA3_VARIANTS, tiny_llama3_config, write_tiny_llama
+from mcore_llama.families import hf_config_of, shape_from_hf_config, shape_from_hf_dir
 from mcore_llama.shape import LlamaShape
 from pretrain import plan
 from pretrain.config import ModelSection
@@ -51,7 +52,7 @@ def verify_long(hf, megatron, layouts, out):
 def test_hf_configs_of_the_variants_parse_with_their_traits(tmp_path):
     shapes = {}
     for name in LLAMA3_VARIANTS:
-        shapes[name] = LlamaShape.from_hf_config(tiny_llama3_config(name).to_dict())
+        shapes[name] = shape_from_hf_config(tiny_llama3_config(name).to_dict())
     assert shapes["tied-gqa"].tie_word_embeddings and shapes["tied-gqa"].num_key_value_heads == 1
     assert shapes["tied-gqa"].rope_theta == 100000.0 and shapes["tied-gqa"].rope_scaling is None
     assert shapes["llama3.1"].rope_scaling == {
@@ -61,16 +62,16 @@ def test_hf_configs_of_the_variants_parse_with_their_traits(tmp_path):
     # transformers 4.x spelling: rope_scaling beside a top-level rope_theta
     old = {**tiny_llama3_config("llama3.1").to_dict(), "rope_theta": 500000.0}
     old["rope_scaling"] = {k: v for k, v in old.pop("rope_parameters").items() if k != "rope_theta"}
-    assert LlamaShape.from_hf_config(old) == shapes["llama3.1"]
+    assert shape_from_hf_config(old) == shapes["llama3.1"]
     # a shape written without a base config round-trips through HF's own LlamaConfig
     from transformers import LlamaConfig
 
-    config = shapes["llama3.2"].to_hf_config()
-    assert LlamaShape.from_hf_config(LlamaConfig(**config).to_dict()) == shapes["llama3.2"]
+    config = hf_config_of(shapes["llama3.2"])
+    assert shape_from_hf_config(LlamaConfig(**config).to_dict()) == shapes["llama3.2"]
     for bad, message in (({"rope_type": "yarn", "factor": 4.0}, "'yarn' is not supported"),
                          ({"rope_type": "llama3", "factor": 8.0}, "without low_freq_factor")):
         with pytest.raises(ValueError, match=message):
-            LlamaShape.from_hf_config({**config, "rope_parameters": {"rope_theta": 5e5, **bad}})
+            shape_from_hf_config({**config, "rope_parameters": {"rope_theta": 5e5, **bad}})
 
 
 def test_model_section_describes_tied_rope_scaled_models(tmp_path):
@@ -78,7 +79,7 @@ def test_model_section_describes_tied_rope_scaled_models(tmp_path):
     path.write_text("model:\n  num_key_value_heads: 1\n  tie_word_embeddings: true\n  rope_theta: 500000\n"
                     "  rope_scaling: {factor: 32, low_freq_factor: 2, high_freq_factor: 8, original_max_position_embeddings: 32}\n")
     shape = LlamaShape.from_model_section(load_section(ModelSection, "model", path, []), 1100)
-    expected = LlamaShape.from_hf_config(tiny_llama3_config("llama3.2", vocab_size=1100, intermediate_size=172,
+    expected = shape_from_hf_config(tiny_llama3_config("llama3.2", vocab_size=1100, intermediate_size=172,
                                                             max_position_embeddings=4096).to_dict())
     assert shape == expected
     path.write_text("model:\n  rope_scaling: {factr: 32}\n")
@@ -111,13 +112,13 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from checkpoints.tiny_llama import tiny_llama3_config
 from mcore_llama.build import build_gpt_model
 from mcore_llama.runtime import single_process_megatron
-from mcore_llama.shape import LlamaShape
+from mcore_llama.families import shape_from_hf_config
 out = {}
 for name in ("llama3.1", "llama3.2"):
     config = tiny_llama3_config(name)
     hf_freq, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
     with single_process_megatron():
-        model = build_gpt_model(LlamaShape.from_hf_config(config.to_dict()), use_transformer_engine=False)
+        model = build_gpt_model(shape_from_hf_config(config.to_dict()), use_transformer_engine=False)
         ours = model.rotary_pos_emb.inv_freq
         flag_only = model.rotary_pos_emb._apply_scaling(1.0 / (500000.0 ** (torch.arange(0, 16, 2).float() / 16)), factor=config.rope_parameters["factor"])
     out[name] = [float((ours - hf_freq).abs().max()), float((flag_only - hf_freq).abs().max() / hf_freq.abs().max())]
@@ -180,4 +181,4 @@ def test_hf_megatron_hf_is_bit_identical(variants, name):
     config = json.loads((back / "config.json").read_text())
     for key in ("tie_word_embeddings", "num_key_value_heads", "rope_parameters"):
         assert config[key] == original[key], key
-    assert LlamaShape.from_hf_dir(back) == LlamaShape.from_hf_dir(variants[name]["hf"])
+    assert shape_from_hf_dir(back) == shape_from_hf_dir(variants[name]["hf"])
