@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from kocpt.stage_runner import DemoError, Stage, run_command
+from mcore_llama.families import hf_config_of
+from mcore_llama.shape import LlamaShape
 from pretrain.config import ModelSection, load_config
 from stagekit.config import load_section, parse_override, read_config_file, read_section
 from stagekit.paths import DEMO_CORPUS, EN_HELDOUT, KO_HELDOUT, REPO
@@ -14,22 +16,18 @@ from tokenizer.config import TokenizerConfig
 from tokenizer.token_encoder import TokenEncoder
 
 
-def build_tiny_llama(output: Path, model_section: dict, vocab_size: int, seed: int = 1234) -> None:
-    """A tiny Llama-2-shaped HF model (random weights) from the keys the config's `model:` section sets."""
+def build_tiny_llama(output: Path, model: ModelSection, vocab_size: int, seed: int = 1234) -> None:
+    """A tiny HF Llama (random weights) of the `model:` section, its defaults included: the shape training
+    builds from the same section (`LlamaShape.from_model_section`), written by its family's HF config."""
     from transformers import LlamaConfig
     from transformers.utils import logging as hf_logging
 
     from checkpoints.tiny_llama import write_tiny_llama  # torch: only when the stage runs
 
     hf_logging.disable_progress_bar()  # the demo prints one line per stage
-    # Only the keys the section sets (LlamaConfig's defaults for the rest, e.g. rms_norm_eps 1e-6).
-    shape = {key: value for key, value in model_section.items() if key not in ("base_vocab_size", "vocab_size")}
-    shape.setdefault("tie_word_embeddings", False)
-    if shape.get("rope_scaling"):  # transformers 5 holds theta and scaling in one dict
-        shape["rope_parameters"] = {"rope_theta": shape.pop("rope_theta", 10000.0), **shape.pop("rope_scaling")}
-    shape.pop("rope_scaling", None)
-    config = LlamaConfig(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, **shape)
-    write_tiny_llama(output, config, seed=seed, randomize_norms=False)
+    shape = LlamaShape.from_model_section(model, vocab_size)
+    config = hf_config_of(shape, {"bos_token_id": 1, "eos_token_id": 2, "initializer_range": shape.initializer_range})
+    write_tiny_llama(output, LlamaConfig(**config), seed=seed, randomize_norms=False)
 
 
 def check_sections(config: Path, sets: list[str], out: Path) -> TokenizerConfig:
@@ -70,12 +68,7 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     """The stage list; each command gets `--config config_path` and the `--set` items of its sections."""
     python = sys.executable
     logs = out / "logs"
-    # The keys the model: section sets, typed (LlamaConfig's own defaults stand for the others).
-    model = load_section(ModelSection, "model", config_path, sets)
-    model_section = {
-        key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value  # rope_scaling: a mapping
-        for key, value in ((key, getattr(model, key)) for key in read_section("model", config_path, sets))
-    }
+    model = load_section(ModelSection, "model", config_path, sets)  # typed, with ModelSection's defaults
     evaluation_texts = [path for path in (KO_HELDOUT, EN_HELDOUT) if path.is_file()]
     config = ["--config", config_path]
 
@@ -111,8 +104,8 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     if base_model is None:
         base = Stage(
             "base-model", out / "base-model",
-            lambda: build_tiny_llama(out / "base-model", model_section, TokenEncoder.load(base_tokenizer).vocab_size),
-            settings={"model": model_section}, reads=[base_tokenizer],
+            lambda: build_tiny_llama(out / "base-model", model, TokenEncoder.load(base_tokenizer).vocab_size),
+            settings={"model": dataclasses.asdict(model)}, reads=[base_tokenizer],
         )
     else:
         if not (base_model / "config.json").is_file():

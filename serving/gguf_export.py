@@ -25,9 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python serving/gguf_export.py`: import the package, not this folder's files
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from serving import BadInput
 from stagekit.config import add_config_arguments, check_config_arguments
 from stagekit.outputs import check_output, remove_stale_staging, staging_prefix
