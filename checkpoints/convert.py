@@ -33,7 +33,7 @@ from pathlib import Path
 from checkpoints.config import load_checkpoints_config
 from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from mcore_llama.build import build_gpt_model
-from mcore_llama.hf_checkpoint import DTYPE_NAMES, HFCheckpoint
+from mcore_llama.hf_checkpoint import DTYPE_NAMES, HFCheckpoint, resized_base_rows
 from mcore_llama.families import hf_config_of, parameter_table_of
 from mcore_llama.mapping import hf_row_counts, hf_tensor
 from mcore_llama.run_dir import ModelMetadata, read_model_metadata, resolve_checkpoint, write_model_metadata
@@ -116,6 +116,7 @@ def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
                 hf_config=hf.config,
                 generation_config=generation_config,
                 tokenizer=fingerprint(hf.path) if has_tokenizer(hf.path) else None,
+                base_vocab_size=resized_base_rows(hf.path),
             ),
         )
     return {

@@ -37,7 +37,7 @@ from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safete
 from checkpoints.byte_level_resize import byte_level_new_pieces
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
 from mcore_llama.families import family_of_hf_config
-from mcore_llama.hf_checkpoint import HFCheckpoint
+from mcore_llama.hf_checkpoint import RESIZE_REPORT, HFCheckpoint
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
 from stagekit.outputs import check_output, staged_directory
@@ -223,7 +223,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
             "fvt_mean_pieces_per_new_token": (sum(fvt_lengths) / len(fvt_lengths)) if fvt_lengths else None,
             "fvt_mean_row_fallbacks": sum(1 for p in new_pieces if not p.source_ids) if config.init == "fvt" else None,
         }
-        (tmp / "resize_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / RESIZE_REPORT).write_text(json.dumps(report, indent=2) + "\n")
     report.update(seconds=time.perf_counter() - started, model_bytes=hf.model_bytes, peak_rss_bytes=peak_rss_bytes())
     return report
 

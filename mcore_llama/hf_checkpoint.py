@@ -112,3 +112,21 @@ class HFCheckpoint:
         """Rows [start, stop) of `name`, restricted to `cols` on the following dims."""
         with safe_open(self.info(name).file, framework="pt") as f:
             return f.get_slice(name)[(slice(start, stop), *cols)]
+
+
+RESIZE_REPORT = "resize_report.json"  # written by `kocpt checkpoints resize` into the model it writes
+
+
+def resized_base_rows(hf_dir: str | Path) -> int | None:
+    """Rows a resized model kept from its base (what a new-rows-only stage freezes), from the directory's
+    resize_report.json; None when the model was not resized here. Reports older than `base_vocab_size`
+    copied every old row, `old_vocab_size`."""
+    path = Path(hf_dir) / RESIZE_REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+        rows = report.get("base_vocab_size", report.get("old_vocab_size"))
+        return int(rows) if rows is not None else None
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+        raise BadInput(f"{path}: malformed (no readable base_vocab_size)") from None

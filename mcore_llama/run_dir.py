@@ -54,11 +54,16 @@ class ModelMetadata:
     # What the model's tokenizer was (ids, a hash of its pieces, BOS/EOS), when the HF directory it came
     # from held one: `convert --to hf --tokenizer` refuses another tokenizer against it.
     tokenizer: dict | None = None
+    # Rows copied from the base model by `kocpt checkpoints resize` (its resize_report.json): what a
+    # new-rows-only stage freezes. None for a model that was not resized.
+    base_vocab_size: int | None = None
 
     def validate(self) -> None:
         self.shape.validate()
         if self.padded_vocab_size < self.shape.vocab_size:
             raise BadInput(f"padded_vocab_size {self.padded_vocab_size} < vocab_size {self.shape.vocab_size}")
+        if self.base_vocab_size is not None and not 0 < self.base_vocab_size <= self.shape.vocab_size:
+            raise BadInput(f"base_vocab_size {self.base_vocab_size} outside 1..vocab_size {self.shape.vocab_size}")
 
     def to_dict(self) -> dict:
         return {
@@ -69,6 +74,7 @@ class ModelMetadata:
             "hf_config": self.hf_config,
             "generation_config": self.generation_config,
             "tokenizer": self.tokenizer,
+            "base_vocab_size": self.base_vocab_size,
         }
 
 
@@ -95,6 +101,7 @@ def read_model_metadata(ckpt_dir: str | Path) -> ModelMetadata:
             hf_config=raw.get("hf_config") or {},
             generation_config=raw.get("generation_config"),
             tokenizer=raw.get("tokenizer"),
+            base_vocab_size=raw.get("base_vocab_size"),
         )
         meta.validate()
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

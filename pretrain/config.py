@@ -180,7 +180,9 @@ class ModelSection:
     tie_word_embeddings: bool = False  # one matrix for input embeddings and LM head (SmolLM2, Llama-3.2 1B/3B)
     rms_norm_eps: float = 1e-5
     initializer_range: float = 0.02
-    base_vocab_size: int | None = None  # rows inherited from the base model (Llama-2: 32000)
+    # Rows inherited from the base model (Llama-2: 32000): read from the model kocpt resized; set it only
+    # for a model resized elsewhere (when both exist they must agree).
+    base_vocab_size: int | None = None
     vocab_size: int | None = None  # only for `kocpt plan` when the tokenizer is not at hand
 
 
@@ -282,8 +284,6 @@ def validate_static(run: RunConfig) -> None:
             raise ConfigError(f"{where}.steps: must be >= 1, got {stage.steps}")
         if isinstance(stage.trainable, str) and stage.trainable not in ("all", "embeddings"):
             raise ConfigError(f"{where}.trainable: all, embeddings or a list of name patterns, got {stage.trainable!r}")
-        if stage.new_rows_only and run.model.base_vocab_size is None:
-            raise ConfigError(f"{where}.new_rows_only: needs model.base_vocab_size (rows of the base vocabulary)")
     if config.stages and config.train_steps is not None:
         total = sum(stage.steps for stage in config.stages)
         if total != config.train_steps:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from mcore_llama.hf_checkpoint import resized_base_rows
 from mcore_llama.run_dir import is_checkpoint, latest_checkpoint, read_model_metadata, resolve_checkpoint
 from mcore_llama.families import shape_from_hf_dir
 from mcore_llama.shape import LlamaShape, padded_vocab_size
@@ -63,6 +64,7 @@ class TrainingRun:
     resume_from: Path | None
     params_dtype: torch.dtype
     stage_ends: list[int] = field(default_factory=list)
+    base_vocab_size: int | None = None  # rows a new-rows-only stage freezes (see base_vocab_size below)
 
     @property
     def config(self):
@@ -180,9 +182,10 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
             raise BadInput(f"{resume_from} is not a complete checkpoint (no metadata.json)")
     except BadInput as exc:
         raise ConfigError(f"pretrain.checkpoint: {exc}") from None
+    resumed = None
     if resume_from is not None:
         try:
-            meta = read_model_metadata(resume_from)
+            meta = resumed = read_model_metadata(resume_from)
             if meta.shape != shape and init_kind != "random":
                 raise ConfigError(f"{resume_from}: its model differs from pretrain.init ({where})")
             shape, stored_padded, where = meta.shape, meta.padded_vocab_size, str(resume_from)
@@ -197,8 +200,13 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
             f"the model ({where}) has {shape.vocab_size} rows"
         )
     _check_tokenizer_is_the_models(encoder, init_kind, init_path, resume_from)
-    if settings.model.base_vocab_size is not None and settings.model.base_vocab_size > shape.vocab_size:
-        raise ConfigError(f"model.base_vocab_size {settings.model.base_vocab_size} > vocabulary {shape.vocab_size}")
+    base_rows = base_vocab_size(settings, init_kind, init_path, resumed)
+    if base_rows is not None and base_rows > shape.vocab_size:
+        raise ConfigError(f"model.base_vocab_size {base_rows} > vocabulary {shape.vocab_size}")
+    for index, stage in enumerate(config.stages):
+        if stage.new_rows_only and base_rows is None:
+            raise ConfigError(f"pretrain.stages.{index}.new_rows_only: needs the rows of the base vocabulary: init from "
+                              "a model `kocpt checkpoints resize` wrote (its resize_report.json), or set model.base_vocab_size")
     tp = config.parallel.tensor
     if stored_padded is not None:
         if stored_padded % tp:
@@ -237,8 +245,29 @@ def resolve_training_run(settings: RunConfig, world_size: int | None = None) -> 
         settings=settings, shape=shape, padded_vocab_size=padded, encoder=encoder, blend=blend, stages=stages,
         world_size=world_size, layout=layout, init_kind=init_kind, init_path=init_path,
         resume_from=resume_from, params_dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
-        stage_ends=ends,
+        stage_ends=ends, base_vocab_size=base_rows,
     )
+
+
+def base_vocab_size(settings: RunConfig, init_kind: str, init_path: str | None, resumed) -> int | None:
+    """The rows the model kept from its base, as its artifacts say (the resume checkpoint's or the init's
+    metadata, an HF init's resize_report.json); `model.base_vocab_size`, when set, must agree with them."""
+    try:
+        if resumed is not None:
+            found, where = resumed.base_vocab_size, "the checkpoint resumed"
+        elif init_kind == "hf":
+            found, where = resized_base_rows(init_path), f"pretrain.init.hf ({init_path}/resize_report.json)"
+        elif init_kind == "megatron_checkpoint":
+            found, where = read_model_metadata(init_path).base_vocab_size, f"pretrain.init.megatron_checkpoint ({init_path})"
+        else:
+            found, where = None, ""
+    except BadInput as exc:
+        raise ConfigError(f"pretrain.init: {exc}") from None
+    typed = settings.model.base_vocab_size
+    if typed is not None and found is not None and typed != found:
+        raise ConfigError(f"model.base_vocab_size {typed}, but {where} kept {found} rows of its base model: "
+                          "drop the key (it is read from the model) or fix it")
+    return typed if typed is not None else found
 
 
 def describe(run: TrainingRun) -> str:
@@ -259,6 +288,6 @@ def describe(run: TrainingRun) -> str:
         f"  tokens/step={tokens_per_step} steps={run.train_steps} tokens={tokens_per_step * run.train_steps:,} "
         f"stages={[(s.name, s.steps) for s in run.stages]}",
         f"  init={run.init_kind}{'' if run.init_path is None else ':' + run.init_path} "
-        f"resume_from={run.resume_from} precision={run.params_dtype}",
+        f"resume_from={run.resume_from} precision={run.params_dtype} base_vocab_size={run.base_vocab_size}",
     ]
     return "\n".join(lines)

@@ -116,7 +116,7 @@ def train(run: TrainingRun) -> int:
             # the (random) weights of that moment back. (fp32 on CPU keeps no copy: a no-op.)
             optimizer.reload_model_params()
         state["stage"] = stage_index
-        frozen_rows = frozen_row_masks(model, run.model_section.base_vocab_size) if stage.new_rows_only else []
+        frozen_rows = frozen_row_masks(model, run.base_vocab_size) if stage.new_rows_only else []
         trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.print(f"stage {stage_index} '{stage.name}': steps {stage_start + 1}..{stage_end}, "
                      f"{trainable_count:,} trainable parameters on rank {rank}")
@@ -195,7 +195,7 @@ def train(run: TrainingRun) -> int:
 def _write_run_metadata(run: TrainingRun, run_dir: Path) -> None:
     """kocpt_model.json beside the iter_* dirs (the converter reads it to go back to HF)."""
     hf_config, generation_config = {}, None
-    if run.init_kind == "hf":
+    if run.init_kind == "hf":  # (run.base_vocab_size: resolved from the init or set, see resolve.base_vocab_size)
         hf_config = json.loads((Path(run.init_path) / "config.json").read_text())
         generation_file = Path(run.init_path) / "generation_config.json"
         if generation_file.is_file():  # resize's suppress_tokens (its pad rows) travel to the export
@@ -207,7 +207,7 @@ def _write_run_metadata(run: TrainingRun, run_dir: Path) -> None:
         run_dir,
         ModelMetadata(shape=run.shape, dtype=run.params_dtype, padded_vocab_size=run.padded_vocab_size,
                       hf_config=hf_config, generation_config=generation_config,
-                      tokenizer=fingerprint(run.encoder)),  # loaded once, by resolve
+                      tokenizer=fingerprint(run.encoder), base_vocab_size=run.base_vocab_size),  # encoder: loaded once
     )
 
 

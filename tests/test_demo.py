@@ -42,6 +42,10 @@ def check_outputs(output: Path) -> dict:
     model = AutoModelForCausalLM.from_pretrained(output / "final")
     tokenizer = AutoTokenizer.from_pretrained(output / "final")
     assert model.config.vocab_size == len(tokenizer)
+    # The rows kept from the base travel from resize's report through convert into the run (no typed number).
+    kept = json.loads((output / "resized" / "resize_report.json").read_text())["base_vocab_size"]
+    for folder in ("megatron-init", "pretrain"):
+        assert json.loads((output / folder / "kocpt_model.json").read_text())["base_vocab_size"] == kept
     evaluation = json.loads((output / "eval" / "eval.json").read_text())
     assert (output / "eval" / "eval.md").is_file() and list((output / "eval").glob("*.png"))
     losses = training_losses(output)

@@ -149,3 +149,22 @@ def test_check_types_every_section_of_the_file(tmp_path, data_dir, capsys):
     assert train.main([str(config), "--check"], prog="kocpt pretrain") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "eval: unknown key(s) taskz (eval.taskz)" in lines[0], lines
+
+
+def test_base_vocab_size_is_read_from_the_model_kocpt_resized(tmp_path, data_dir, capsys):
+    """The rows a new-rows-only stage freezes come from resize_report.json, not from a number typed by hand."""
+    hf = hf_config_only(tmp_path / "hf", vocab_size=32000)
+    (hf / "resize_report.json").write_text(json.dumps({"old_vocab_size": 31000, "base_vocab_size": 30500}))
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run", init={"hf": str(hf)})
+    assert train.main([str(config), "--check", "--set=model.base_vocab_size=null"]) == 0
+    assert "base_vocab_size=30500" in capsys.readouterr().out
+    line = error_line(capsys, config)  # the config's own 31000 disagrees with the model
+    assert "model.base_vocab_size 31000" in line and "kept 30500 rows" in line and "resize_report.json" in line
+
+
+def test_a_new_rows_only_stage_without_base_rows_names_both_ways_to_give_them(tmp_path, data_dir, capsys):
+    stages = [{"name": "new-rows", "steps": 3, "trainable": "embeddings", "new_rows_only": True},
+              {"name": "all", "steps": 2}]
+    config = tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "run", stages=stages)
+    line = error_line(capsys, config, "model.base_vocab_size=null")
+    assert "pretrain.stages.0.new_rows_only" in line and "resize_report.json" in line and "model.base_vocab_size" in line
