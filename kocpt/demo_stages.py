@@ -88,7 +88,7 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     tokenizer_sets = set_args(for_sections(sets, "tokenizer"))
     train = Stage(
         "sp-train", ko_spm,
-        lambda: (ko_spm.mkdir(), run("sp-train", REPO / "tokenizer" / "train.py", "--input", out / "corpus",
+        lambda: (ko_spm.mkdir(), run("sp-train", "-m", "tokenizer.train", "--input", out / "corpus",
                                      "--output", ko_spm / "ko", *config, *tokenizer_sets)),
         settings={"tokenizer": dataclasses.asdict(tok)}, after=["corpus"],
     )
@@ -97,7 +97,7 @@ def demo_stages(out: Path, config_path: Path, sets: list[str], tok: TokenizerCon
     merge_args += [arg for path in evaluation_texts[1:] for arg in ("--eval-english", path)]
     merge = Stage(
         "merge", out / "tokenizer",
-        lambda: run("merge", REPO / "tokenizer" / "merge.py", "--add", ko_spm / "ko.model", "--output", out / "tokenizer",
+        lambda: run("merge", "-m", "tokenizer.merge", "--add", ko_spm / "ko.model", "--output", out / "tokenizer",
                     *config, *tokenizer_sets, *merge_args),
         settings={"tokenizer": dataclasses.asdict(tok)}, reads=[base_tokenizer, *evaluation_texts], after=["sp-train"],
     )
