@@ -62,6 +62,9 @@ def run_measured(command: list[str], log_path: Path) -> dict:
     return {
         "seconds": round(wall, 2),
         "cpu_seconds": round(own_cpu, 2),
+        # The command's own process (Beam's local runner: control, data plane and shuffles; one Python
+        # process, so about one core at most): the part that more workers do not spread.
+        "root_cpu_seconds": round(cpu_by_pid.get(root.pid, 0.0), 2),
         "peak_rss_tree_mb": round(peak_tree / MB, 1),
         "peak_rss_single_process_mb": round(peak_single / MB, 1),
         "rusage_children_maxrss_mb": round(usage.ru_maxrss * 1024 / MB, 1),  # largest single descendant so far
