@@ -1,10 +1,14 @@
-"""Shared test fixtures: paths to the real data in ../shared/data and the repo's own test data; the
-offline switch; the fast tier's guard.
+"""Shared test fixtures and the tiers.
 
-Tiers: a test not marked `slow` is in the fast tier (`make test-fast`, `pytest -m "not slow"`), which
-is hermetic: no subprocess (so no Beam job, Megatron process, llama.cpp build or pip download) and
-no network. `slow` tests are the integration and end-to-end tiers; `network` marks the few that may
-fetch a pinned wheel from PyPI when it is not cached. `make test` (CI) runs every tier.
+Tiers are folders: tests/unit (hermetic: no subprocess, Beam worker, Megatron process, llama.cpp build,
+download or network), tests/integration (one stage as users run it: processes, Beam jobs, llama.cpp)
+and tests/e2e (stages chained). Every test under integration/ and e2e/ is marked `slow` (and with its
+tier) here; a unit test may be `slow` too (hermetic but long). `make test-fast` runs `-m "not slow"`
+(minutes), `make test` (CI) every tier. A fast test that starts a process fails (the guard below);
+`network` marks tests that may fetch a pinned wheel when it is not cached (always slow).
+
+Fixtures used by more than one tier live here; a tier's own in its conftest.py; plain helpers the tests
+call in tests/support/. No test module imports another.
 """
 
 from __future__ import annotations
@@ -17,11 +21,28 @@ from pathlib import Path
 
 import pytest
 
-# No hub access anywhere (set before transformers/datasets/lm-eval are imported by any test module).
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ[_name] = "1"
+from stagekit.paths import SHARED_DATA
 
-from stagekit.paths import DEMO_CORPUS, LLAMA2_TOKENIZER, REPO, SHARED_DATA  # noqa: F401  (shared test paths)
+TIERS = {"unit": "unit", "integration": "integration", "e2e": "e2e"}  # folder -> marker
+OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def pytest_configure(config):
+    """The one offline switch: no hub access anywhere. Set before any test module is imported (collection),
+    since transformers, datasets and lm-eval read it at import."""
+    for name in OFFLINE:
+        os.environ[name] = "1"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        tier = next((TIERS[part] for part in Path(item.path).parts if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+        # Beyond the unit tier, and whatever may download: not hermetic, never in the fast tier.
+        if tier in ("integration", "e2e") or item.get_closest_marker("network"):
+            if not item.get_closest_marker("slow"):
+                item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +52,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:  # what may download is not hermetic: never in the fast tier
-        if item.get_closest_marker("network") and not item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture
 def dead_pid() -> int:
     """A pid no process has now, nor the next one (for the leftovers of killed runs)."""
@@ -44,6 +59,30 @@ def dead_pid() -> int:
     while Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid + 1}").exists():
         pid -= 2
     return pid
+
+
+@pytest.fixture(scope="session")
+def llama2_tokenizer_dir(tmp_path_factory, shared_data) -> Path:
+    """The real Llama-2 tokenizer as a Hugging Face directory (tokenizer.model + tokenizer.json + config)."""
+    from tests.support.models import write_llama2_hf_tokenizer
+
+    return write_llama2_hf_tokenizer(tmp_path_factory.mktemp("llama2-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def exported_model_dir(tmp_path_factory, llama2_tokenizer_dir) -> Path:
+    """A tiny random Llama with Llama-2's vocabulary, saved as `kocpt checkpoints convert --to hf` would."""
+    from tests.support.models import write_exported_model
+
+    return write_exported_model(tmp_path_factory.mktemp("exported"), llama2_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python() -> None:
+    """llama_cpp importable (tests/support/llama_cpp.py: the environment's, or the pinned release built once)."""
+    from tests.support.llama_cpp import ensure_llama_cpp
+
+    ensure_llama_cpp()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -83,25 +122,3 @@ def _hermetic_unless_slow(item):
     if started:
         raise AssertionError(f"{item.nodeid} started {len(started)} process(es) in the fast tier "
                              f"(first: {started[0]}): mark it @pytest.mark.slow")
-
-
-@pytest.fixture(scope="session")
-def llama_cpp_python() -> None:
-    """llama_cpp importable: from the environment, or from a cached `pip install --target` of the pinned release
-    (the same cache as tests/test_gguf_export.py's ensure_llama_cpp, which the tier sorting can fold into this)."""
-    import importlib.util
-    import shutil
-    import sys
-
-    from serving.gguf_export import LLAMA_CPP_PYTHON, cache_dir
-
-    if importlib.util.find_spec("llama_cpp"):
-        return
-    target = cache_dir() / f"llama-cpp-python-{LLAMA_CPP_PYTHON}-py{sys.version_info[0]}{sys.version_info[1]}"
-    if not (target / "llama_cpp").is_dir():
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
-                        f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "diskcache"], check=True, timeout=3600)
-        staging.rename(target)
-    sys.path.insert(0, str(target))

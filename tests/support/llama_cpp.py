@@ -1,0 +1,26 @@
+"""llama-cpp-python for the tests: from the environment, or built once from the pinned sdist into kocpt's
+cache (minutes the first time; pip's wheel cache makes later builds fast)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+
+from serving.gguf_export import LLAMA_CPP_PYTHON, cache_dir
+
+
+def ensure_llama_cpp() -> None:
+    """Import llama_cpp from the environment, or from a cached `pip install --target` of the pinned release."""
+    if importlib.util.find_spec("llama_cpp"):
+        return
+    target = cache_dir() / f"llama-cpp-python-{LLAMA_CPP_PYTHON}-py{sys.version_info[0]}{sys.version_info[1]}"
+    if not (target / "llama_cpp").is_dir():
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        # --no-deps: numpy, jinja2 and typing-extensions come from the environment; diskcache is its only extra.
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
+                        f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "diskcache"], check=True, timeout=3600)
+        staging.rename(target)
+    sys.path.insert(0, str(target))
