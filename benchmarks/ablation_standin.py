@@ -160,7 +160,7 @@ def base_tokenizer_dir(cache: Path, base: Path = LLAMA2_TOKENIZER) -> Path:
     """The base tokenizer as a Hugging Face directory (the project's own export)."""
     from sentencepiece import sentencepiece_model_pb2
 
-    from tokenizer.hf_export import write_hf_files
+    from tokenizer.spm_hf_export import write_hf_files
 
     out = cache / f"tok-base-{file_key(base)}"
     if not (out / "tokenizer.json").is_file():

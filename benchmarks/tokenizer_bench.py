@@ -25,10 +25,12 @@ from pathlib import Path
 import sentencepiece as spm
 
 from stagekit.paths import REPO, EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
-from tokenizer.hf_export import build_tokenizer
+from tokenizer.comparison import read_lines, stdlib_code_lines
+from tokenizer.config import TokenizerConfig
 from tokenizer.merge import merge_safe
-from tokenizer.report import measure, read_lines, stdlib_code_lines
+from tokenizer.spm_hf_export import build_tokenizer
 from tokenizer.spm_model import NORMAL, ModelProto, is_hangul_syllable, load_model
+from tokenizer.spm_report import measure
 from tokenizer.train import TrainConfig, train
 from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
 
@@ -61,7 +63,7 @@ def run(name: str, base: ModelProto, inputs: list[str], vocab: int, cap: int, ko
         select_from: ModelProto | None = None) -> dict:
     started = time.perf_counter()
     if select_from is None:
-        summary = train(TrainConfig(inputs=inputs, output=str(workdir / name), vocab_size=vocab))
+        summary = train(TrainConfig(inputs=inputs, output=str(workdir / name), tokenizer=TokenizerConfig(vocab_size=vocab)))
         added_model = load_model(workdir / f"{name}.model")
         train_seconds = summary["train_seconds"]
     else:
@@ -127,7 +129,7 @@ def main() -> int:
             rows.append(run("prose lines only, added=16000", base, [str(prose_file)], int(target * OVERSIZE), target,
                             korean, other, workdir) | {"size": target, "training_lines": len(prose)})
             # Piece selection by measured use: train 32K, keep the 16K pieces used most on ko-train.
-            train(TrainConfig(inputs=inputs, output=str(workdir / "big"), vocab_size=32000))
+            train(TrainConfig(inputs=inputs, output=str(workdir / "big"), tokenizer=TokenizerConfig(vocab_size=32000)))
             big = load_model(workdir / "big.model")
             training, _, _ = sample(sentences(iter_texts(resolve_inputs(inputs)), 4192), 0, 1, True)
             subset = selected_by_use(base, big, target, training)

@@ -42,7 +42,7 @@ from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
 from stagekit.outputs import check_output, staged_directory
 from tokenizer.spm_model import load_model, resolve_model_path
-from tokenizer.token_encoder import is_byte_level_dir
+from tokenizer.family import BYTE_LEVEL, family_of
 
 STAGE = "checkpoints resize"  # names this stage's outputs (stagekit.outputs)
 
@@ -154,7 +154,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     tied = bool(hf.config.get("tie_word_embeddings", False))
     if not tied and hf.info(head_name).shape != embed.shape:
         raise BadInput(f"{hf.path}: {head_name} shape {list(hf.info(head_name).shape)} != {embed_name} {list(embed.shape)}")
-    byte_level = is_byte_level_dir(tokenizer_dir)
+    byte_level = family_of(tokenizer_dir).name == BYTE_LEVEL
     if byte_level:
         base_ids, new_vocab, new_pieces = byte_level_new_pieces(config, hf.path, tokenizer_dir, old_vocab,
                                                                 family.rows_may_exceed_ids)

@@ -74,7 +74,7 @@ def load_tokenizer(path: str | Path):
         except (OSError, ValueError) as exc:
             raise BadInput(f"{path}: cannot load tokenizer ({str(exc).splitlines()[0]})") from None
     if path.is_file():
-        from tokenizer.hf_export import write_hf_files
+        from tokenizer.spm_hf_export import write_hf_files
         from tokenizer.spm_model import load_model
 
         try:

@@ -102,14 +102,16 @@ def check_gguf(gguf: str | Path, model_dir: str | Path, text_files: list[str] = 
     import llama_cpp
     import sentencepiece as spm
 
-    from tokenizer.check import PROBES
-    from tokenizer.report import read_lines
+    from tokenizer.comparison import PROBES_BY_KIND as PROBES
+    from tokenizer.comparison import read_lines
+    from tokenizer.family import SENTENCEPIECE, family_of
 
     gguf, model_dir = Path(gguf), Path(model_dir)
     if not gguf.is_file():
         raise BadInput(f"{gguf}: no such GGUF file")
-    if (model_dir / "tokenizer.model").is_file():
-        sp, reference = spm.SentencePieceProcessor(model_file=str(model_dir / "tokenizer.model")), "SentencePiece"
+    family = family_of(model_dir)
+    if family.name == SENTENCEPIECE:
+        sp, reference = spm.SentencePieceProcessor(model_file=str(family.tokenizer_file(model_dir))), "SentencePiece"
     else:
         sp, reference = HFIds(model_dir), "tokenizer.json"  # byte-level BPE: Hugging Face's ids are the reference
     texts = dict(PROBES)

@@ -77,7 +77,7 @@ def check_model(model: Path) -> tuple[int, list[str]]:
     """(embedding rows, the GGUF's expected tokens) after checking the directory is a model of a family this
     project can export (`mcore_llama.families`: Llama, Qwen2)."""
     from mcore_llama.families import family_of_hf_config
-    from tokenizer.spm_model import load_model
+    from tokenizer.family import family_of
 
     config_file = model / "config.json"
     if not config_file.is_file():
@@ -87,12 +87,8 @@ def check_model(model: Path) -> tuple[int, list[str]]:
         family = family_of_hf_config(config)
     except ValueError as exc:
         raise BadInput(f"{model}: {exc}") from None
-    if (model / "tokenizer.model").is_file():
-        pieces, what = [p.piece for p in load_model(model / "tokenizer.model").pieces], "tokenizer.model"
-    elif (model / "tokenizer.json").is_file():
-        pieces, what = byte_level_tokens(model / "tokenizer.json"), "tokenizer.json"
-    else:
-        raise BadInput(f"{model}: no tokenizer.model or tokenizer.json for llama.cpp's converter to read")
+    tokenizer = family_of(model)  # BadInput: no tokenizer.model or tokenizer.json for llama.cpp's converter to read
+    pieces, what = tokenizer.tokens(model), tokenizer.tokenizer_file(model).name
     rows = int(config.get("vocab_size", 0))
     if rows > len(pieces) and unreachable_rows_explained(model, family, rows, len(pieces)):
         # llama.cpp's converter names rows no id reaches [PAD<id>] (type UNUSED), as in Qwen2.5's own GGUFs.
@@ -110,18 +106,6 @@ def unreachable_rows_explained(model: Path, family, rows: int, ids: int) -> bool
     generation_file = model / "generation_config.json"
     suppressed = json.loads(generation_file.read_text()).get("suppress_tokens") if generation_file.is_file() else None
     return family.rows_may_exceed_ids or sorted(suppressed or []) == list(range(ids, rows))
-
-
-def byte_level_tokens(path: Path) -> list[str]:
-    """A tokenizer.json's tokens by id (model vocabulary and added tokens); a gap would become a [PAD] token."""
-    from tokenizers import Tokenizer
-
-    try:
-        vocab = Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
-    except Exception as exc:  # tokenizers raises a bare Exception on a bad file
-        raise BadInput(f"{path}: not a readable tokenizer.json ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
-    by_id = {i: t for t, i in vocab.items()}
-    return [by_id.get(i, f"[PAD{i}]") for i in range(1 + max(by_id))]
 
 
 def gguf_vocabulary(path: Path, gguf_py: Path) -> list[str]:

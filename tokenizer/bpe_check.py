@@ -1,6 +1,6 @@
 """The checks of a byte-level BPE tokenizer directory (a `tokenizer.json`, no `tokenizer.model`): the ones the
 byte-level merge runs on its output before publishing it (tokenizer/bpe_write.py), and the ones
-`kocpt tokenizer check DIR` runs on any such directory (tokenizer/check.py).
+`kocpt tokenizer check DIR` runs on any such directory (tokenizer/check.py, through tokenizer/byte_level_family.py).
 
 - AutoTokenizer loads the directory and gives the same ids as `tokenizers` on tokenizer.json, and as many
   tokens; decode(encode(x)) == x on the probes and the given texts;
@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 
 from tokenizer import BadInput
-from tokenizer.bpe_merge import _CHAR_TO_BYTE, HANGUL, byte_level_json, merges_only
-from tokenizer.report_schema import TextFigures
+from tokenizer.bpe_merge import _CHAR_TO_BYTE, HANGUL, merges_only
+from tokenizer.comparison import NON_KOREAN_KINDS, PROBES, PROBES_BY_KIND, identity, read_lines, stdlib_code_lines
+from tokenizer.report_schema import BYTE_LEVEL, TextFigures
 
 
 def token_figures(tokenizer, lines: list[str]) -> TextFigures:
@@ -25,15 +26,6 @@ def token_figures(tokenizer, lines: list[str]) -> TextFigures:
     return TextFigures.of(tokens=sum(len(e.ids) for e in encodings), chars=sum(len(line) for line in lines),
                           words=sum(len(line.split()) for line in lines),
                           byte_tokens=sum(len(t) == 1 and t in _CHAR_TO_BYTE for e in encodings for t in e.tokens))
-
-
-def identity(base, merged, lines: list[str]) -> dict:
-    a = base.encode_batch(lines, add_special_tokens=False)
-    b = merged.encode_batch(lines, add_special_tokens=False)
-    same = [x.ids == y.ids for x, y in zip(a, b)]
-    first = next((lines[i] for i, ok in enumerate(same) if not ok), None)
-    return {"lines": len(lines), "identical": sum(same), "share": round(sum(same) / max(len(lines), 1), 6),
-            "first_difference": first}
 
 
 def next_id(spec: dict) -> int:
@@ -55,8 +47,6 @@ def check_directory(directory: Path, base_spec: dict | None, texts: dict[str, li
     (identity with the base). Returns the figures, "defects" and "notes"."""
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
-
-    from tokenizer.report import PROBES
 
     directory = Path(directory)
     merged_spec = read_spec(directory / "tokenizer.json")
@@ -85,7 +75,9 @@ def check_directory(directory: Path, base_spec: dict | None, texts: dict[str, li
             report["korean"][name[7:]] = {"base": token_figures(base, lines) if base is not None else None,
                                           "merged": token_figures(merged, lines)}
         elif base is not None:
-            row = report["identity"][name] = identity(base, merged, lines)
+            row = report["identity"][name] = identity(
+                [e.ids for e in base.encode_batch(lines, add_special_tokens=False)],
+                [e.ids for e in merged.encode_batch(lines, add_special_tokens=False)], lines)
             report["other_tokens_per_char"][name] = {"base": token_figures(base, lines).tokens_per_char,
                                                      "merged": token_figures(merged, lines).tokens_per_char}
             if row["share"] < 1:
@@ -115,21 +107,12 @@ def check_directory(directory: Path, base_spec: dict | None, texts: dict[str, li
     return report
 
 
-def check_byte_level(directory: str | Path, probes: dict[str, list[str]], non_korean_kinds: tuple[str, ...],
-                     base_path: str | Path | None = None, text_files: list[str] = (), code_files: int = 20,
-                     max_lines: int = 2000) -> dict:
+def check_byte_level(directory: str | Path, base_json: Path | None = None, text_files: list[str] = (),
+                     code_files: int = 20, max_lines: int = 2000) -> dict:
     """`kocpt tokenizer check DIR` on a byte-level directory: the merge's own checks (see the module doc) on
-    tokenizer/check.py's probes (`probes`, the kinds of them without Korean in `non_korean_kinds`) and the texts."""
-    from tokenizer.report import read_lines, stdlib_code_lines
-
+    the checks' probes (tokenizer/comparison.py) and the texts; `base_json`: the base's tokenizer.json."""
     directory = Path(directory)
-    base_spec = None
-    if base_path:
-        base_json = byte_level_json(base_path)
-        if base_json is None:
-            raise BadInput(f"--base {base_path}: not a byte-level BPE tokenizer.json (or a directory holding one "
-                           f"without tokenizer.model), as {directory} is")
-        base_spec = read_spec(base_json)
+    base_spec = read_spec(base_json) if base_json else None
     first_added_id = None
     recorded = directory / "report.json"
     if base_spec is None and recorded.is_file():  # our merge records where its ids start
@@ -137,9 +120,9 @@ def check_byte_level(directory: str | Path, probes: dict[str, list[str]], non_ko
             first_added_id = (json.loads(recorded.read_text(encoding="utf-8")).get("merge") or {}).get("first_added_id")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             first_added_id = None
-    texts: dict[str, list[str]] = {"korean:probes": [t for kind, lines in probes.items() for t in lines
+    texts: dict[str, list[str]] = {"korean:probes": [t for kind, lines in PROBES_BY_KIND.items() for t in lines
                                                      if HANGUL.search(t)]}
-    texts.update({kind: [t for t in probes[kind] if not HANGUL.search(t)] for kind in non_korean_kinds})
+    texts.update({kind: [t for t in PROBES_BY_KIND[kind] if not HANGUL.search(t)] for kind in NON_KOREAN_KINDS})
     code = stdlib_code_lines(code_files, max_lines) if base_spec is not None else []
     if code:
         texts["python-stdlib"] = code
@@ -154,7 +137,7 @@ def check_byte_level(directory: str | Path, probes: dict[str, list[str]], non_ko
     report["korean"] = {name: {side: figures.to_dict() if figures else None for side, figures in row.items()}
                         for name, row in report["korean"].items()}
     spec = read_spec(directory / "tokenizer.json")
-    return {"tokenizer": str(directory), "base": str(base_path) if base_path else None, "kind": "byte-level BPE",
+    return {"tokenizer": str(directory), "base": str(base_json) if base_json else None, "kind": BYTE_LEVEL,
             "tokens": next_id(spec), **report}
 
 

@@ -26,25 +26,6 @@ _SYLLABLE_PREFIX = re.compile(rb"\xea[\xb0-\xbf]|[\xeb\xec][\x80-\xbf]|\xed[\x80
 HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]")
 
 
-def byte_level_json(path: str | Path) -> Path | None:
-    """The base's tokenizer.json when `path` (a tokenizer.json or an HF directory) is a byte-level BPE, else None.
-
-    A directory with a SentencePiece tokenizer.model (Llama-2's) is not: the SentencePiece merge handles it."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "tokenizer.model").is_file() or not (path / "tokenizer.json").is_file():
-            return None
-        path = path / "tokenizer.json"
-    if path.suffix != ".json" or not path.is_file():
-        return None
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{path}: not a readable tokenizer.json ({exc})") from None
-    model = spec.get("model") or {}
-    return path if model.get("type") == "BPE" and "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) else None
-
-
 def _bytes_of(token: str) -> bytes:
     """The bytes a byte-level token stands for."""
     return bytes(_CHAR_TO_BYTE[ch] for ch in token if ch in _CHAR_TO_BYTE)

@@ -16,8 +16,9 @@ from pathlib import Path
 from stagekit.outputs import staged_directory
 from tokenizer import BadInput
 from tokenizer.bpe_check import check_directory
-from tokenizer.bpe_merge import HANGUL, BpeMergeStats, byte_level_json, merge_byte_level, read_learned
-from tokenizer.report import PROBES, read_lines, stdlib_code_lines
+from tokenizer.bpe_merge import HANGUL, BpeMergeStats, merge_byte_level, read_learned
+from tokenizer.comparison import PROBES, read_lines, stdlib_code_lines
+from tokenizer.report_plot import plot_report
 from tokenizer.report_schema import BYTE_LEVEL, TokenizerReport, VocabFigures
 
 _NOT_COPIED = {"tokenizer.json", "report.json"}
@@ -38,8 +39,9 @@ def verify(staging: Path, base_spec: dict, stats: BpeMergeStats, texts: dict[str
     return check_directory(staging, base_spec, texts, stats.first_added_id)
 
 
-def write_byte_level_dir(config, base_json: Path) -> dict:
-    """`config`: tokenizer/merge.py's MergeConfig (base, add, output, max_added, eval texts)."""
+def write_byte_level_dir(config, base_json: Path) -> TokenizerReport:
+    """`config`: tokenizer/merge.py's MergeConfig (base, add, output, max_added, eval texts); `base_json`:
+    the base's tokenizer.json. Publishes the directory; returns its report."""
     if config.mode != "safe" or config.script != "hangul" or config.hangul_nfc:
         raise BadInput(f"{base_json}: a byte-level BPE base takes --mode safe --script hangul without --hangul-nfc")
     base_spec = json.loads(base_json.read_text(encoding="utf-8"))
@@ -93,8 +95,9 @@ def write_byte_level_dir(config, base_json: Path) -> dict:
             other_tokens_per_char=checked["other_tokens_per_char"], defects=checked["defects"],
             extra={"autotokenizer": checked["autotokenizer"], "reachable": checked["reachable"]})
         result.write(staging / "report.json")
-        report = result.to_dict()
-    return report
+        if config.plot and result.korean:
+            plot_report(result.to_dict(), staging / "report.png")
+    return result
 
 
 def _add_special_to_config(staging: Path, tokens: list[str]) -> None:
@@ -123,5 +126,3 @@ def summary_lines(report: dict) -> list[str]:
                  f"special tokens {', '.join(auto['special_tokens'])}; chat template {'kept' if auto['chat_template'] else 'none'}")
     return lines
 
-
-__all__ = ["byte_level_json", "summary_lines", "write_byte_level_dir"]

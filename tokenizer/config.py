@@ -1,5 +1,6 @@
 """The `tokenizer:` section of a run config (e.g. configs/demo.yaml), read by tokenizer/train.py and
-tokenizer/merge.py through the shared loader (`stagekit.config.load_section`)."""
+tokenizer/merge.py through the shared loader (`stagekit.config.load_section`). The section validates
+itself; each command's job (TrainConfig, MergeConfig) holds it and adds only its own flags."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ class TokenizerConfig:
         for ok, message in checks:
             if not ok:
                 raise BadInput(f"tokenizer.{message}")
+        if self.mode == "chinese-llama" and (self.hangul_nfc or self.max_added):
+            raise BadInput("tokenizer.hangul_nfc and tokenizer.max_added (--hangul-nfc, --max-added) are safe-mode options")
 
     def base_model(self) -> Path:
         """The base tokenizer to merge into: `base`, or the Mistral stand-in when it is null."""

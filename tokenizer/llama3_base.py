@@ -21,9 +21,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python tokenizer/llama3_base.py`: import the package, not this folder's files
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from stagekit.errors import BadInput
 from stagekit.wheels import built_from_wheel, copy_to_new_directory
 

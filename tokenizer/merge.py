@@ -22,58 +22,29 @@ score 0) for comparison only.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python tokenizer/merge.py`: import the package, not this folder's files
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-
 from stagekit.config import add_config_arguments, load_section
-from stagekit.outputs import check_output, staged_directory, write_file_atomic
+from stagekit.outputs import check_output
 from tokenizer import BadInput
-from tokenizer.bpe_merge import byte_level_json
 from tokenizer.config import TokenizerConfig
-from tokenizer.hf_export import write_hf_files
-from tokenizer.merge_checks import (
-    check_added,
-    check_added_size,
-    check_added_type,
-    check_adds_something,
-    check_base,
-)
-from tokenizer.piece_merge import (  # noqa: F401  (merge_safe: the library entry)
-    SCRIPTS,
-    MergeStats,
-    add_special,
-    merge_chinese_llama,
-    merge_safe,
-)
-from tokenizer.spm_model import (
-    ModelProto,
-    load_model,
-    resolve_model_path,
-)
+from tokenizer.family import family_of
+from tokenizer.piece_merge import SCRIPTS, merge_safe  # noqa: F401  (merge_safe: the library entry)
 
 MODES = ("safe", "chinese-llama")
 STAGE = "tokenizer merge"  # names this stage's outputs (stagekit.outputs)
-LICENSE_FILES = ("LICENSE", "LICENSE.txt", "USE_POLICY.md")
 
-
-# ---------------------------------------------------------------------------------------------- command
 
 @dataclass
 class MergeConfig:
-    base: str
+    """The job: the `tokenizer:` section (base, mode, max_added, hangul_nfc) and this command's own settings."""
+
     add: list[str]
     output: str
-    mode: str = "safe"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     script: str = "hangul"
-    max_added: int = 0
-    hangul_nfc: bool = False
     add_special: list[str] = field(default_factory=list)
     overwrite: bool = False
     allow_normalizer_mismatch: bool = False
@@ -83,6 +54,23 @@ class MergeConfig:
     eval_max_lines: int = 2000
     plot: bool = True
 
+    @property
+    def base(self) -> str:
+        """The tokenizer to extend: tokenizer.base, or the Mistral stand-in when it is null."""
+        return str(self.tokenizer.base_model())
+
+    @property
+    def mode(self) -> str:
+        return self.tokenizer.mode
+
+    @property
+    def max_added(self) -> int:
+        return self.tokenizer.max_added
+
+    @property
+    def hangul_nfc(self) -> bool:
+        return self.tokenizer.hangul_nfc
+
     def output_rule(self) -> dict:
         """The stage and the inputs its output must stay clear of (stagekit.outputs)."""
         return {"stage": STAGE, "overwrite": self.overwrite,
@@ -90,76 +78,22 @@ class MergeConfig:
                            "--eval-english": self.eval_english}}
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise BadInput(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.tokenizer.validate()
         if self.script not in SCRIPTS:
             raise BadInput(f"--script must be one of {', '.join(SCRIPTS)}, got {self.script!r}")
-        if self.max_added < 0 or self.eval_code_files < 0 or self.eval_max_lines < 1:
-            raise BadInput("--max-added and --eval-code-files must be >= 0, --eval-max-lines >= 1")
-        if self.mode == "chinese-llama" and (self.hangul_nfc or self.max_added):
-            raise BadInput("--hangul-nfc and --max-added are safe-mode options")
+        if self.eval_code_files < 0 or self.eval_max_lines < 1:
+            raise BadInput("--eval-code-files must be >= 0, --eval-max-lines >= 1")
         check_output(self.output, **self.output_rule())
         for path in self.eval_korean + self.eval_english:
             if not Path(path).is_file():
                 raise BadInput(f"{path}: evaluation text not found")
 
 
-def merge_models(config: MergeConfig) -> tuple[ModelProto, MergeStats, ModelProto]:
-    """Load and check the inputs, merge; returns (merged, stats, base)."""
+def merge(config: MergeConfig) -> dict:
+    """Merge for the base's family, check, publish `config.output`; its report.json as a dict."""
     config.validate()
-    started = time.perf_counter()
-    base = load_model(config.base)
-    check_base(base, resolve_model_path(config.base))
-    added = []
-    for path in config.add:
-        model = load_model(path)
-        check_added_size(model, path, base, resolve_model_path(config.base))
-        if config.mode == "safe" and not config.allow_normalizer_mismatch:
-            check_added(model, path, base)
-        check_added_type(model, path, config.mode)
-        added.append(model)
-    if config.mode == "safe":
-        merged, stats = merge_safe(base, added, config.script, config.max_added, config.hangul_nfc)
-    else:
-        merged, stats = merge_chinese_llama(base, added)
-    check_adds_something(stats, config.add)
-    if config.add_special:
-        add_special(merged, config.add_special, stats)
-    stats.seconds = round(time.perf_counter() - started, 2)
-    return merged, stats, base
-
-
-def _say(line: str) -> None:
-    print(f"merge: {line}", file=sys.stderr)
-
-
-def write_tokenizer_dir(config: MergeConfig, merged: ModelProto, stats: MergeStats, base: ModelProto) -> dict:
-    """Write everything into a temporary sibling directory, verify, then rename into place."""
-    from tokenizer.check import check as check_tokenizer  # heavy imports (transformers)
-    from tokenizer.check import compact as compact_check
-    from tokenizer.report import EvalTexts, build_tokenizer_report, plot_report
-
-    output = Path(config.output).resolve()
-    with staged_directory(output, **config.output_rule(), say=_say) as staging:
-        write_file_atomic(staging / "tokenizer.model", merged.SerializeToString())
-        write_hf_files(merged, staging)
-        base_dir = resolve_model_path(config.base).parent
-        for name in LICENSE_FILES:
-            if (base_dir / name).is_file():
-                shutil.copyfile(base_dir / name, staging / name)
-        texts = EvalTexts(korean=config.eval_korean, english=config.eval_english,
-                          code_files=config.eval_code_files, max_lines=config.eval_max_lines)
-        result = build_tokenizer_report(staging, base, texts, merge_stats=stats.__dict__, base_path=str(config.base))
-        result.tokenizer = str(output)  # the directory it is renamed to below, not the staging one
-        checked = check_tokenizer(staging, resolve_model_path(config.base), config.eval_korean + config.eval_english,
-                                  code_files=config.eval_code_files, max_lines=config.eval_max_lines)
-        result.extra["check"] = compact_check(checked)
-        result.defects = list(checked["defects"])
-        result.write(staging / "report.json")
-        report = result.to_dict()
-        if config.plot and report["korean"]:
-            plot_report(report, staging / "report.png")
-    return report
+    _, report = family_of(config.base).merge(config)
+    return report.to_dict()
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -196,7 +130,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace, prog: str) -> MergeConfig:
-    """The `tokenizer:` section (file, then --set), then the explicit flags."""
+    """The `tokenizer:` section (file, then --set, then the explicit flags) and this command's flags."""
     section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={
         "base": args.base, "mode": args.mode, "max_added": args.max_added, "hangul_nfc": args.hangul_nfc,
     })
@@ -204,25 +138,11 @@ def resolve_config(args: argparse.Namespace, prog: str) -> MergeConfig:
         print(f"{prog}: base tokenizer: Mistral-7B's tokenizer.model.v1 (mistral-common) standing in for Llama-2's; "
               "pass --base or set tokenizer.base for the real one", file=sys.stderr)
     return MergeConfig(
-        base=str(section.base_model()), add=args.add, output=args.output, mode=section.mode, script=args.script,
-        max_added=section.max_added, hangul_nfc=section.hangul_nfc, add_special=args.add_special,
+        add=args.add, output=args.output, tokenizer=section, script=args.script, add_special=args.add_special,
         overwrite=args.overwrite, allow_normalizer_mismatch=args.allow_normalizer_mismatch,
         eval_korean=args.eval_korean, eval_english=args.eval_english, eval_code_files=args.eval_code_files,
         eval_max_lines=args.eval_max_lines, plot=args.plot,
     )
-
-
-def _merge_byte_level(config: MergeConfig, base_json: Path) -> int:
-    from tokenizer.bpe_write import summary_lines, write_byte_level_dir
-
-    config.validate()
-    report = write_byte_level_dir(config, base_json)
-    print("\n".join(summary_lines(report)))
-    print("tokenizer check: " + ("; ".join(report["defects"]) or "no defects"))
-    if config.plot:
-        print("report.png: not drawn for a byte-level base (figures in report.json)")
-    print(f"wrote {config.output}")
-    return 0
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -231,18 +151,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     prog = parser.prog
     try:
         config = resolve_config(args, prog)
-        base_json = byte_level_json(config.base)
-        if base_json is not None:
-            return _merge_byte_level(config, base_json)
-        merged, stats, base = merge_models(config)
-        report = write_tokenizer_dir(config, merged, stats, base)
+        report = merge(config)
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    from tokenizer.report import summary_lines
-
-    print("\n".join(summary_lines(report)))
-    print("tokenizer check: " + ("; ".join(report["check"]["defects"]) or "no defects") +
+    print("\n".join(family_of(config.output).merge_summary(report)))
+    print("tokenizer check: " + ("; ".join(report["defects"]) or "no defects") +
           f" (details: kocpt tokenizer check {config.output} --base {config.base})")
     print(f"wrote {config.output}")
     return 0

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from tokenizer import BadInput
+from tokenizer.family import family_of
 from tokenizer.token_encoder import TokenEncoder
 
 # Multiples a vocabulary is padded to: powers of two (resize --pad-to-multiple, GPU-friendly sizes)
@@ -49,11 +50,11 @@ def check_rows(rows: int, ids: int, *, model: object, tokenizer: object, suppres
 
 
 def _encoder(tokenizer: str | Path | TokenEncoder) -> TokenEncoder:
-    return tokenizer if isinstance(tokenizer, TokenEncoder) else TokenEncoder.load(tokenizer)
+    return TokenEncoder.load(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
 
 
 def _name(tokenizer: str | Path | TokenEncoder) -> str:
-    return tokenizer.model_path if isinstance(tokenizer, TokenEncoder) else str(tokenizer)
+    return str(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer.model_path
 
 
 def _pieces_sha256(pieces: list[str]) -> str:
@@ -68,8 +69,14 @@ def fingerprint(tokenizer: str | Path | TokenEncoder) -> dict:
 
 
 def has_tokenizer(directory: str | Path) -> bool:
-    directory = Path(directory)
-    return directory.is_dir() and ((directory / "tokenizer.model").is_file() or (directory / "tokenizer.json").is_file())
+    """A directory holding a tokenizer of either family (a model directory may ship one)."""
+    if not Path(directory).is_dir():
+        return False
+    try:
+        family_of(directory)
+    except BadInput:
+        return False
+    return True
 
 
 def check_matches_fingerprint(tokenizer: str | Path | TokenEncoder, recorded: dict | None, *, model: object) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tokenizer import BadInput, hangul_nfc
-from tokenizer.reachability import unreachable
+from tokenizer.spm_reachability import unreachable
 from tokenizer.spm_model import CONTROL, NORMAL, ModelProto, has_digit, is_hangul
 
 SCRIPTS = ("hangul", "any")

@@ -1,205 +1,79 @@
-"""Train a Korean SentencePiece model to merge into Llama-2's tokenizer.
+"""Train Korean pieces to merge into a base tokenizer, for the base's family (tokenizer/family.py).
 
     python tokenizer/train.py --input corpus-out/ --vocab-size 16000 --output ko16k
     kocpt tokenizer train --input ko-train/*.txt --vocab-size 16000 --output ko16k
     kocpt tokenizer train --input demo-output/corpus --output ko/ko --config configs/demo.yaml
 
-Writes PREFIX.model and PREFIX.vocab (SentencePiece's own convention). With `--base` a byte-level BPE
-(SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) it instead learns a BPE with Hugging Face
-`tokenizers` under that base's own pre-tokenizer and byte alphabet and writes PREFIX.json, for
-`tokenizer/merge.py --base BASE --add PREFIX.json`. `--bpe-method continue` (default) learns --vocab-size
-Korean merges on top of the base's own segmentation (tokenizer/bpe_continue.py; 0.557 tokens per
-character with 16,000 on SmolLM2); `fresh` trains a new BPE of --vocab-size tokens with `tokenizers`, of
-which the merge keeps about two thirds (tokenizer/bpe_merge.py; 0.637 with 15,715 kept of 24,000).
-The SentencePiece trainer settings that
-matter for a merge into Llama-2 are fixed to Llama's: BPE, identity normalization (NFC is the corpus
-stage's job; an NFKC normalizer would make pieces that never match Llama's unnormalized input),
-byte_fallback, split_digits, whitespace-only pieces, no extra-whitespace removal, 16-char pieces.
+A SentencePiece base (Llama-2's; Mistral's stand-in when none is given) gets a SentencePiece model with
+Llama's trainer settings, PREFIX.model and PREFIX.vocab (tokenizer/sentencepiece_family.py). A byte-level
+BPE base (SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) gets Korean BPE merges learned
+under that base's own pre-tokenizer and byte alphabet, PREFIX.json, for `tokenizer/merge.py --base BASE
+--add PREFIX.json` (tokenizer/byte_level_family.py, `--bpe-method continue|fresh`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python tokenizer/train.py`: import the package, not this folder's files
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import sentencepiece as spm
-from tqdm import tqdm
-
 from stagekit.config import add_config_arguments, load_section
-from stagekit.outputs import refuse_overlap, write_file_atomic
+from stagekit.outputs import refuse_overlap
 from tokenizer import BadInput
-from tokenizer.bpe_continue import continue_merges, continued_tokenizer_json
-from tokenizer.bpe_merge import byte_level_json, train_byte_level
 from tokenizer.config import TokenizerConfig
-from tokenizer.spm_model import load_model
-from tokenizer.training_text import iter_texts, resolve_inputs, sample, sentences
+from tokenizer.family import family_of
+
+BPE_METHODS = ("continue", "fresh")
 
 
 @dataclass
 class TrainConfig:
+    """The job: the `tokenizer:` section (trainer settings, base) and this command's own settings."""
+
     inputs: list[str]
     output: str
-    vocab_size: int = 16000
-    model_type: str = "bpe"
-    character_coverage: float = 0.9995
-    sample_size: int = 2_000_000
-    seed: int = 1234
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     max_sentence_length: int = 4192
     max_piece_length: int = 16
     dedup: bool = True
     normalization: str = "identity"
     num_threads: int = 2
     verbose: bool = False
-    base: str | None = None  # a byte-level BPE base: learn merges for it (PREFIX.json), not a SentencePiece model
     bpe_method: str = "continue"  # byte-level base: continue from its merges, or train a fresh BPE and filter
 
     def validate(self) -> None:
-        if self.model_type not in ("bpe", "unigram"):
-            raise BadInput(f"--model-type must be bpe or unigram, got {self.model_type!r}")
-        if self.vocab_size < 300:
-            raise BadInput(f"--vocab-size {self.vocab_size} is too small: 259 ids go to <unk>, <s>, </s> and 256 byte pieces")
-        if not 0.9 <= self.character_coverage <= 1.0:
-            raise BadInput(f"--character-coverage must be in [0.9, 1.0], got {self.character_coverage}")
+        self.tokenizer.validate()
         if self.max_sentence_length < 64:
             raise BadInput(f"--max-sentence-length must be at least 64 bytes, got {self.max_sentence_length}")
         if not 1 <= self.max_piece_length <= 16:
             raise BadInput(f"--max-piece-length must be in [1, 16] (Llama-2 uses 16), got {self.max_piece_length}")
         if self.num_threads < 1:
             raise BadInput(f"--num-threads must be >= 1, got {self.num_threads}")
+        if self.bpe_method not in BPE_METHODS:
+            raise BadInput(f"--bpe-method must be continue or fresh, got {self.bpe_method!r}")
+        if self.tokenizer.base and not Path(self.tokenizer.base).exists():
+            raise BadInput(f"--base {self.tokenizer.base}: not found")
         if not self.output or Path(self.output).is_dir():
             raise BadInput(f"--output {self.output!r} must be a file prefix (PREFIX.model is written), not a directory")
         for suffix in (".model", ".vocab", ".json"):  # the files this stage writes (stagekit's output rule)
-            refuse_overlap(f"{self.output}{suffix}", {"--input": self.inputs, "--base": self.base}, output_flag="--output")
-
-
-def trainer_kwargs(config: TrainConfig) -> dict:
-    """SentencePiece trainer flags; those marked (Llama) must equal Llama-2's for a clean merge."""
-    return dict(
-        model_type=config.model_type,
-        vocab_size=config.vocab_size,
-        character_coverage=config.character_coverage,
-        normalization_rule_name=config.normalization,  # (Llama) identity
-        add_dummy_prefix=True,  # (Llama)
-        remove_extra_whitespaces=False,  # (Llama)
-        byte_fallback=True,  # (Llama)
-        split_digits=True,  # (Llama) one digit per token
-        split_by_unicode_script=True,  # (Llama)
-        split_by_whitespace=True,  # (Llama)
-        split_by_number=True,  # (Llama)
-        allow_whitespace_only_pieces=True,  # (Llama)
-        max_sentencepiece_length=config.max_piece_length,  # (Llama) 16
-        max_sentence_length=config.max_sentence_length,
-        unk_surface=" \u2047 ",  # (Llama)
-        input_sentence_size=0,  # we sample ourselves, deterministically
-        shuffle_input_sentence=False,
-        num_threads=config.num_threads,
-        vocabulary_output_piece_score=True,
-        hard_vocab_limit=True,
-        minloglevel=0 if config.verbose else 2,
-    )
+            refuse_overlap(f"{self.output}{suffix}", {"--input": self.inputs, "--base": self.tokenizer.base},
+                           output_flag="--output")
 
 
 def train(config: TrainConfig) -> dict:
-    """Sample sentences, train, write PREFIX.model/.vocab atomically; return a summary."""
+    """Train for the base's family (the one the merge will extend: the stand-in when no base is given);
+    write atomically; return a summary."""
     config.validate()
-    byte_level_base = _byte_level_base(config.base)
-    inputs = resolve_inputs(config.inputs)
-    started = time.perf_counter()
-    texts = tqdm(iter_texts(inputs), desc="reading", unit=" docs", mininterval=1.0, disable=None)
-    chosen, seen, duplicates = sample(
-        sentences(texts, config.max_sentence_length), config.sample_size, config.seed, config.dedup
-    )
-    if not chosen:
-        raise BadInput(f"{inputs[0][1]}: no text found in the input")
-    read_seconds = time.perf_counter() - started
-    if byte_level_base is not None:
-        return _train_byte_level(config, chosen, byte_level_base, read_seconds)
-    print(f"training {config.model_type} vocab={config.vocab_size} on {len(chosen):,} sentences "
-          f"({seen:,} distinct seen, {duplicates:,} duplicates skipped) ...", file=sys.stderr)
-    spm.set_random_generator_seed(config.seed)
-    prefix = Path(config.output)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".train-", dir=prefix.parent) as tmp:
-        tmp_prefix = Path(tmp) / "model"
-        started = time.perf_counter()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(chosen), model_prefix=str(tmp_prefix), **trainer_kwargs(config)
-            )
-        except RuntimeError as exc:
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-            message = message.rsplit("] ", 1)[-1]  # drop "INTERNAL: src/trainer_interface.cc(600) [check]"
-            raise BadInput(f"SentencePiece training failed: {message}") from None
-        train_seconds = time.perf_counter() - started
-        trained = load_model(f"{tmp_prefix}.model")
-        # The temporary path is recorded in the model; record the real one so a seed gives identical bytes.
-        trained.trainer_spec.model_prefix = prefix.name
-        model_bytes = trained.SerializeToString()
-        vocab_bytes = (Path(f"{tmp_prefix}.vocab")).read_bytes()
-    # .vocab first: a present .model is the sign of a complete run.
-    write_file_atomic(f"{prefix}.vocab", vocab_bytes)
-    write_file_atomic(f"{prefix}.model", model_bytes)
-    proto = load_model(f"{prefix}.model")
-    summary = {
-        "model": f"{prefix}.model",
-        "pieces": len(proto.pieces),
-        "sentences": len(chosen),
-        "distinct_sentences_seen": seen,
-        "duplicates_skipped": duplicates,
-        "read_seconds": round(read_seconds, 2),
-        "train_seconds": round(train_seconds, 2),
-    }
-    print(f"wrote {prefix}.model ({summary['pieces']:,} pieces) in {train_seconds:.1f}s", file=sys.stderr)
-    return summary
-
-
-def _byte_level_base(base: str | None) -> Path | None:
-    """The base's tokenizer.json when --base is a byte-level BPE; a SentencePiece base changes nothing."""
-    if base is None:
-        return None
-    if not Path(base).exists():
-        raise BadInput(f"--base {base}: not found")
-    found = byte_level_json(base)
-    if found is None and not (Path(base).suffix == ".model" or (Path(base) / "tokenizer.model").is_file()):
-        raise BadInput(f"--base {base}: neither a byte-level BPE tokenizer.json (or its directory) nor a SentencePiece model")
-    return found
-
-
-def _train_byte_level(config: TrainConfig, chosen: list[str], base_json: Path, read_seconds: float) -> dict:
-    if config.model_type != "bpe":
-        raise BadInput("--model-type unigram: a byte-level BPE base takes BPE merges only")
-    if config.bpe_method not in ("continue", "fresh"):
-        raise BadInput(f"--bpe-method must be continue or fresh, got {config.bpe_method!r}")
-    print(f"learning byte-level BPE merges ({config.bpe_method}, {config.vocab_size}) for {base_json} on "
-          f"{len(chosen):,} sentences ...", file=sys.stderr)
-    started = time.perf_counter()
-    if config.bpe_method == "continue":
-        text = continued_tokenizer_json(base_json, continue_merges(chosen, base_json, config.vocab_size))
-    else:
-        text = train_byte_level(chosen, base_json, config.vocab_size)
-    target = Path(f"{config.output}.json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(target, text.encode("utf-8"))
-    merges = len(json.loads(text)["model"]["merges"])
-    seconds = time.perf_counter() - started
-    print(f"wrote {target} ({merges:,} merges) in {seconds:.1f}s", file=sys.stderr)
-    return {"model": str(target), "merges": merges, "sentences": len(chosen), "read_seconds": round(read_seconds, 2),
-            "train_seconds": round(seconds, 2)}
+    base = config.tokenizer.base_model()
+    return family_of(base).train(config, base)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train a Korean SentencePiece model (Llama-compatible settings) to merge into Llama-2. "
-        "The trainer settings come from the config's tokenizer: section (--config, --set tokenizer.KEY=VALUE); "
+        description="Train Korean pieces for a base tokenizer: a SentencePiece model (Llama-compatible settings) "
+        "for a SentencePiece base, Korean BPE merges for a byte-level BPE base. The trainer settings come from the config's tokenizer: section (--config, --set tokenizer.KEY=VALUE); "
         "the flags below win over it.",
     )
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
@@ -225,7 +99,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-sentence-length", type=int, default=4192,
                         help="bytes; longer lines are split at sentence ends (default: %(default)s)")
     parser.add_argument("--max-piece-length", type=int, default=16, help="(default: %(default)s)")
-    parser.add_argument("--bpe-method", choices=["continue", "fresh"], default="continue",
+    parser.add_argument("--bpe-method", choices=BPE_METHODS, default="continue",
                         help="byte-level --base: learn --vocab-size Korean merges on the base's own segmentation "
                         "(continue), or train a fresh BPE of --vocab-size tokens and let the merge filter it (fresh) "
                         "(default: %(default)s)")
@@ -238,17 +112,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """The `tokenizer:` section (file, then --set), then the explicit flags."""
+    """The `tokenizer:` section (file, then --set, then the explicit flags) and this command's flags."""
     section = load_section(TokenizerConfig, "tokenizer", args.config, args.overrides, flags={
         "vocab_size": args.vocab_size, "model_type": args.model_type, "character_coverage": args.character_coverage,
         "sample_size": args.sample_size, "seed": args.seed, "base": args.base,
     })
     return TrainConfig(
-        inputs=args.input, output=args.output, vocab_size=section.vocab_size, model_type=section.model_type,
-        character_coverage=section.character_coverage, sample_size=section.sample_size, seed=section.seed,
-        max_sentence_length=args.max_sentence_length, max_piece_length=args.max_piece_length,
-        dedup=args.dedup, normalization=args.normalization, num_threads=args.num_threads, verbose=args.verbose,
-        base=section.base, bpe_method=args.bpe_method,
+        inputs=args.input, output=args.output, tokenizer=section, max_sentence_length=args.max_sentence_length,
+        max_piece_length=args.max_piece_length, dedup=args.dedup, normalization=args.normalization,
+        num_threads=args.num_threads, verbose=args.verbose, bpe_method=args.bpe_method,
     )
 
 

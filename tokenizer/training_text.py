@@ -1,4 +1,4 @@
-"""Training sentences for SentencePiece from corpus shards or plain text files.
+"""Training sentences (either family's) from corpus shards or plain text files.
 
 Documents become lines, and lines longer than SentencePiece's `max_sentence_length` (bytes) are cut at
 sentence ends, then at spaces, so the trainer never silently drops them.
@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from corpus.shards import ShardError, iter_documents, shard_paths
 from tokenizer import BadInput
@@ -127,3 +131,24 @@ def sample(items: Iterable[str], size: int, seed: int, dedup: bool) -> tuple[lis
         count += 1
     reservoir.sort()
     return [item for _, item in reservoir], count, duplicates
+
+
+@dataclass
+class TrainingSample:
+    sentences: list[str]
+    seen: int  # distinct sentences seen
+    duplicates: int
+    read_seconds: float
+
+
+def read_sample(job) -> TrainingSample:
+    """The sentences either family trains on; `job`: tokenizer/train.py's TrainConfig (inputs, its `tokenizer:`
+    section's sample_size and seed, max_sentence_length, dedup)."""
+    inputs = resolve_inputs(job.inputs)
+    started = time.perf_counter()
+    texts = tqdm(iter_texts(inputs), desc="reading", unit=" docs", mininterval=1.0, disable=None)
+    chosen, seen, duplicates = sample(sentences(texts, job.max_sentence_length), job.tokenizer.sample_size,
+                                      job.tokenizer.seed, job.dedup)
+    if not chosen:
+        raise BadInput(f"{inputs[0][1]}: no text found in the input")
+    return TrainingSample(chosen, seen, duplicates, round(time.perf_counter() - started, 2))

@@ -12,7 +12,8 @@ from checkpoints.smollm2 import smollm2_hf_dir
 from serving.gguf_export import main as export_gguf
 from stagekit.paths import EN_HELDOUT, KO_HELDOUT
 from tests.support.llama_cpp import ensure_llama_cpp
-from tokenizer.token_encoder import ByteLevelEncoder, TokenEncoder
+from tokenizer.bpe_encoder import ByteLevelEncoder
+from tokenizer.token_encoder import TokenEncoder
 
 
 @pytest.mark.network

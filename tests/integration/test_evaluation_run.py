@@ -42,7 +42,8 @@ def tensorboard_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokenizer_report(tmp_path_factory, llama2_tokenizer_dir):
     """A real report.json from the tokenizer stage (the base compared with itself: before == after)."""
-    from tokenizer.report import EvalTexts, build_report
+    from tokenizer.comparison import EvalTexts
+    from tokenizer.spm_report import build_report
     from tokenizer.spm_model import load_model
 
     report = build_report(llama2_tokenizer_dir, load_model(LLAMA2_TOKENIZER),

@@ -22,7 +22,7 @@ from tokenizer import llama3_base
 from tokenizer import merge as merge_cmd
 from tokenizer import train as train_cmd
 from tokenizer.bpe_merge import append_merges, is_korean_token, merges_only
-from tokenizer.report import PROBES, stdlib_code_lines
+from tokenizer.comparison import PROBES, stdlib_code_lines
 
 BASE_IDS = 128256
 CODE = ['def f(x):\n    return {"a": [1, 2.5e-3]}  # comment', "for (int i = 0; i < n; ++i) { s += a[i]; }",

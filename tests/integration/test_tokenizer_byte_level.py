@@ -19,7 +19,7 @@ from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN
 from tokenizer import merge as merge_cmd
 from tokenizer import train as train_cmd
 from tokenizer.bpe_merge import is_korean_token
-from tokenizer.report import PROBES
+from tokenizer.comparison import PROBES
 
 CODE = ['def f(x):\n    return {"a": [1, 2.5e-3]}  # comment', "for (int i = 0; i < n; ++i) { s += a[i]; }",
         "SELECT * FROM t WHERE name = 'x';", "emoji 🦙🚀 ✅ 👍🏽 \u200d", "  \t\n\n   ", "日本語と中文とрусский"]

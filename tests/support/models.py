@@ -18,7 +18,7 @@ from stagekit.paths import LLAMA2_TOKENIZER
 
 def write_llama2_hf_tokenizer(directory: Path) -> Path:
     """tokenizer.model + tokenizer.json + tokenizer_config.json (+ LICENSE) of the real Llama-2 tokenizer."""
-    from tokenizer.hf_export import write_hf_files
+    from tokenizer.spm_hf_export import write_hf_files
     from tokenizer.spm_model import load_model
 
     directory.mkdir(parents=True, exist_ok=True)

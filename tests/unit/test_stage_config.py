@@ -29,6 +29,7 @@ from stagekit.paths import LLAMA2_TOKENIZER, REPO
 from tokenizer import merge as merge_cmd
 from tokenizer import train as train_cmd
 from tokenizer.config import TokenizerConfig
+from tokenizer.sentencepiece_family import trainer_kwargs
 
 DEMO = REPO / "configs" / "demo.yaml"
 LLAMA2_7B = REPO / "configs" / "llama2-7b.yaml"
@@ -235,10 +236,13 @@ def test_every_tokenizer_key_reaches_train_or_merge(tmp_path):
     merge_args = ["--add", "x.model", "--output", str(tmp_path / "tok"), "--config", str(DEMO)]
 
     def resolved(key=None, value=None):
+        """What the commands use of their jobs: the trainer's flags, the sampling (tokenizer/training_text.py's
+        read_sample reads sample_size and seed from the job's section), the base, the merge's settings."""
         sets = [] if key is None else ["--set", f"tokenizer.{key}={json.dumps(value)}"]
         train = train_cmd.resolve_config(train_cmd.build_parser().parse_args(train_args + sets))
         merge = merge_cmd.resolve_config(merge_cmd.build_parser().parse_args(merge_args + sets), "merge")
-        return dataclasses.asdict(train), dataclasses.asdict(merge)
+        return (trainer_kwargs(train), train.tokenizer.sample_size, train.tokenizer.seed, str(train.tokenizer.base_model()),
+                merge.base, merge.mode, merge.max_added, merge.hangul_nfc)
 
     default = resolved()
     for key, value in changed.items():
@@ -252,13 +256,13 @@ def test_tokenizer_train_reads_its_section_and_flags_win(tmp_path):
     config = demo_with(tmp_path, "tokenizer", vocab_size=5000, sample_size=1000, seed=3)
     parse = train_cmd.build_parser().parse_args
     base = ["--input", "x", "--output", "ko", "--config", str(config)]
-    from_file = train_cmd.resolve_config(parse(base))
+    from_file = train_cmd.resolve_config(parse(base)).tokenizer  # the job holds its section
     assert (from_file.vocab_size, from_file.sample_size, from_file.seed) == (5000, 1000, 3)
-    from_set = train_cmd.resolve_config(parse(base + ["--set", "tokenizer.vocab_size=6000"]))
+    from_set = train_cmd.resolve_config(parse(base + ["--set", "tokenizer.vocab_size=6000"])).tokenizer
     assert from_set.vocab_size == 6000
     from_flag = train_cmd.resolve_config(parse(base + ["--set", "tokenizer.vocab_size=6000", "--vocab-size", "7000"]))
-    assert from_flag.vocab_size == 7000 and from_flag.seed == 3
-    no_config = train_cmd.resolve_config(parse(["--input", "x", "--output", "ko"]))
+    assert trainer_kwargs(from_flag)["vocab_size"] == 7000 and from_flag.tokenizer.seed == 3
+    no_config = train_cmd.resolve_config(parse(["--input", "x", "--output", "ko"])).tokenizer
     assert (no_config.vocab_size, no_config.sample_size) == (16000, 2_000_000)  # the command's defaults, as before
 
 

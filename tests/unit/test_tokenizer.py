@@ -26,7 +26,7 @@ from tokenizer import merge as merge_cmd
 from tokenizer import report as report_cmd
 from tokenizer import train as train_cmd
 from tokenizer.config import TokenizerConfig, mistral_base_model
-from tokenizer.reachability import unreachable
+from tokenizer.spm_reachability import unreachable
 from tokenizer.spm_model import BPE, CONTROL, NORMAL, SPACE, has_digit, is_hangul, load_model
 from tokenizer.training_text import split_long
 

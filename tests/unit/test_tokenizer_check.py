@@ -17,7 +17,7 @@ from stagekit.paths import EN_HELDOUT, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER, R
 from tokenizer import check as check_cmd
 from tokenizer import merge as merge_cmd
 from tokenizer import train as train_cmd
-from tokenizer.hf_export import write_hf_files
+from tokenizer.spm_hf_export import write_hf_files
 from tokenizer.spm_model import BYTE, load_model
 
 LLAMA = LLAMA2_TOKENIZER.parent

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenizer import BadInput
-from tokenizer.hf_export import byte_pieces_ok
+from tokenizer.spm_hf_export import byte_pieces_ok
 from tokenizer.spm_model import BPE, ModelProto, model_type_name
 
 
