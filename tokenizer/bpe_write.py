@@ -15,11 +15,10 @@ from pathlib import Path
 
 from stagekit.outputs import staged_directory
 from tokenizer import BadInput
-from tokenizer.bpe_check import check_directory
-from tokenizer.bpe_merge import HANGUL, BpeMergeStats, merge_byte_level, read_learned
-from tokenizer.comparison import PROBES, read_lines, stdlib_code_lines
+from tokenizer.bpe_merge import merge_byte_level, read_learned
+from tokenizer.bpe_report import build_report, report_texts
 from tokenizer.report_plot import plot_report
-from tokenizer.report_schema import BYTE_LEVEL, TokenizerReport, VocabFigures
+from tokenizer.report_schema import TokenizerReport
 
 _NOT_COPIED = {"tokenizer.json", "report.json"}
 _TOKENIZER_FILES = (".json", ".jinja", ".txt", ".md")
@@ -32,11 +31,6 @@ def _base_files(base_json: Path) -> list[Path]:
         return []
     return sorted(p for p in base_json.parent.iterdir() if p.is_file() and p.suffix in _TOKENIZER_FILES
                   and p.name not in _NOT_COPIED and p.name not in _MODEL_FILES and not p.name.startswith("."))
-
-
-def verify(staging: Path, base_spec: dict, stats: BpeMergeStats, texts: dict[str, list[str]]) -> dict:
-    """The checks tokenizer/bpe_check.py lists (`kocpt tokenizer check` runs the same); the figures and defects."""
-    return check_directory(staging, base_spec, texts, stats.first_added_id)
 
 
 def write_byte_level_dir(config, base_json: Path) -> TokenizerReport:
@@ -70,13 +64,7 @@ def write_byte_level_dir(config, base_json: Path) -> TokenizerReport:
     for k, token in enumerate(config.add_special):
         merged_spec["added_tokens"].append({"id": next_id + k, "content": token, "single_word": False, "lstrip": False,
                                             "rstrip": False, "normalized": False, "special": True})
-    texts = {f"korean:{p}": read_lines(p, config.eval_max_lines) for p in config.eval_korean}
-    texts.update({p: read_lines(p, config.eval_max_lines) for p in config.eval_english})
-    code = stdlib_code_lines(config.eval_code_files, config.eval_max_lines)
-    if code:
-        texts["python-stdlib"] = code
-    # The identity promise is for text without Hangul; the Korean probes are checked for round trips below.
-    texts["edge strings"] = [p for p in PROBES if p and not HANGUL.search(p)]
+    texts = report_texts(config.eval_korean, config.eval_english, config.eval_code_files, config.eval_max_lines)
     output = Path(config.output).resolve()
     say = lambda line: print(f"merge: {line}", file=sys.stderr)
     with staged_directory(output, **config.output_rule(), say=say) as staging:
@@ -84,16 +72,8 @@ def write_byte_level_dir(config, base_json: Path) -> TokenizerReport:
             shutil.copyfile(path, staging / path.name)
         _add_special_to_config(staging, config.add_special)
         (staging / "tokenizer.json").write_text(json.dumps(merged_spec, ensure_ascii=False), encoding="utf-8")
-        checked = verify(staging, base_spec, stats, texts)
-        total = next_id + len(config.add_special)
-        result = TokenizerReport(
-            kind=BYTE_LEVEL, tokenizer=str(output), base=str(base_json),
-            vocab=VocabFigures(base_size=stats.first_added_id, added=total - stats.first_added_id, size=total, unit="ids",
-                               detail={"base_tokens": stats.first_added_id, "added_tokens": stats.added,
-                                       "added_special": len(config.add_special), "total": total}),
-            merge=stats.__dict__, korean=checked["korean"], identity=checked["identity"],
-            other_tokens_per_char=checked["other_tokens_per_char"], defects=checked["defects"],
-            extra={"autotokenizer": checked["autotokenizer"], "reachable": checked["reachable"]})
+        result = build_report(staging, base_json, base_spec, texts, stats.__dict__)
+        result.tokenizer = str(output)  # the directory it is renamed to below, not the staging one
         result.write(staging / "report.json")
         if config.plot and result.korean:
             plot_report(result.to_dict(), staging / "report.png")
@@ -106,23 +86,3 @@ def _add_special_to_config(staging: Path, tokens: list[str]) -> None:
         config = json.loads(path.read_text(encoding="utf-8"))
         config["extra_special_tokens"] = list(config.get("extra_special_tokens") or []) + tokens
         path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-
-def summary_lines(report: dict) -> list[str]:
-    vocab, merge = report["vocab"], report["merge"]
-    lines = [f"vocabulary: {vocab['base_tokens']:,} -> {vocab['total']:,} ids (+{vocab['added_tokens']:,} Korean merges"
-             f"{', +%d special' % vocab['added_special'] if vocab['added_special'] else ''})",
-             "merge: learned={learned_merges} added={added} skipped: present={skipped_already_present} "
-             "not-Hangul={skipped_not_script} digits={skipped_digits} missing-part={skipped_missing_part} "
-             "over-max={skipped_max_added}; unreachable dropped={unreachable_dropped}".format(**merge)]
-    for name, row in report["korean"].items():
-        b, m = row["base"], row["merged"]
-        lines.append(f"{Path(name).name}: tokens/char {b['tokens_per_char']:.3f} -> {m['tokens_per_char']:.3f}, "
-                     f"tokens/word {b['tokens_per_word']:.2f} -> {m['tokens_per_word']:.2f}")
-    for name, row in report["identity"].items():
-        lines.append(f"{Path(name).name}: {row['share']:.2%} of {row['lines']} lines identical to the base")
-    auto = report["autotokenizer"]
-    lines.append(f"AutoTokenizer ({auto['class']}): {auto['agree_on']}/{auto['strings']} strings as tokenizer.json; "
-                 f"special tokens {', '.join(auto['special_tokens'])}; chat template {'kept' if auto['chat_template'] else 'none'}")
-    return lines
-

@@ -19,6 +19,7 @@ from pathlib import Path
 from stagekit.outputs import write_file_atomic
 from tokenizer import BadInput
 from tokenizer.bpe_encoder import ByteLevelEncoder
+from tokenizer.comparison import EvalTexts
 from tokenizer.report_schema import BYTE_LEVEL, TokenizerReport
 from tokenizer.training_text import read_sample
 
@@ -65,9 +66,19 @@ class ByteLevelFamily:
         return Path(job.output), write_byte_level_dir(job, self.tokenizer_file(job.base))
 
     def merge_summary(self, report: dict) -> list[str]:
-        from tokenizer.bpe_write import summary_lines
+        from tokenizer.bpe_report import summary_lines
 
         return summary_lines(report)
+
+    def report(self, directory: Path, base, texts: EvalTexts, sweep_steps: int = 0, check_hf: bool = True) -> TokenizerReport:
+        """The merge's report of an existing directory (the sweep is the SentencePiece report's; AutoTokenizer
+        is always compared: tokenizer.json is Hugging Face's own file)."""
+        from tokenizer.bpe_check import read_spec
+        from tokenizer.bpe_report import build_report, report_texts
+
+        base_json = self.tokenizer_file(base)
+        return build_report(directory, base_json, read_spec(base_json),
+                            report_texts(texts.korean, texts.english, texts.code_files, texts.max_lines))
 
     def check(self, directory: Path, base, text_files: list[str], code_files: int, max_lines: int, gguf) -> dict:
         from tokenizer.bpe_check import check_byte_level

@@ -48,6 +48,11 @@ class TokenizerFamily(Protocol):
     def merge_summary(self, report: dict) -> list[str]:
         """The lines the merge prints of its report.json."""
 
+    def report(self, directory: Path, base: str | Path, texts, sweep_steps: int = 0,
+               check_hf: bool = True) -> TokenizerReport:
+        """`kocpt tokenizer report`: the merge's report of an existing directory against its base on `texts`
+        (tokenizer/comparison.py's EvalTexts)."""
+
     def check(self, directory: Path, base: str | Path | None, text_files: list[str], code_files: int,
               max_lines: int, gguf: str | None) -> dict:
         """`kocpt tokenizer check`: the figures, "defects" and "notes"."""

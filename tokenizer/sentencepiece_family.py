@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stagekit.outputs import write_file_atomic
 from tokenizer import BadInput
+from tokenizer.comparison import EvalTexts
 from tokenizer.report_schema import SENTENCEPIECE, TokenizerReport
 from tokenizer.spm_encoder import SentencePieceEncoder
 from tokenizer.spm_model import load_model, resolve_model_path
@@ -113,6 +114,13 @@ class SentencePieceFamily:
         from tokenizer.spm_report import summary_lines
 
         return summary_lines(report)
+
+    def report(self, directory: Path, base, texts: EvalTexts, sweep_steps: int = 0, check_hf: bool = True) -> TokenizerReport:
+        """`sweep_steps` > 0: tokens per character over that many added-vocabulary sizes too."""
+        from tokenizer.spm_report import build_tokenizer_report
+
+        return build_tokenizer_report(directory, load_model(base), texts, do_sweep=sweep_steps > 0,
+                                      sweep_steps=sweep_steps, check_hf=check_hf, base_path=str(base))
 
     def check(self, directory: Path, base, text_files: list[str], code_files: int, max_lines: int, gguf) -> dict:
         from tokenizer.spm_check import check

@@ -297,7 +297,21 @@ def test_tokenizer_report_on_a_non_tokenizer_dir_gives_a_hint_that_helps(tmp_pat
     assert code == 2 and "no tokenizer.model" in line and "--no-hf" not in line
     code, _, err = run_cli(capsys, "tokenizer", "report", "--tokenizer", byte_level["tok"], "--base", LLAMA2_TOKENIZER)
     line = one_line(err)
-    assert code == 2 and "byte-level" in line and f"kocpt tokenizer check {byte_level['tok']}" in line
+    assert code == 2 and "not a byte-level BPE tokenizer.json (it is sentencepiece)" in line
+
+
+def test_tokenizer_report_reads_a_byte_level_merge_as_its_merge_did(byte_level, tmp_path, capsys):
+    """`kocpt tokenizer report` is the family's report: on the byte-level merge it gives the figures the merge wrote."""
+    code, out, err = run_cli(capsys, "tokenizer", "report", "--tokenizer", byte_level["tok"], "--base", byte_level["base"],
+                             "--korean", KO_HELDOUT, "--english", EN_HELDOUT, "--code-files", 0, "--max-lines", 100,
+                             "--output", tmp_path / "report.json", "--plot", tmp_path / "report.png")
+    assert code == 0, err
+    again = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    written = json.loads((byte_level["tok"] / "report.json").read_text(encoding="utf-8"))
+    assert again["kind"] == "byte-level BPE" and again["merge"] is None and again["defects"] == []
+    assert again["vocab"] == written["vocab"] and again["korean"] == written["korean"]
+    assert again["identity"] == written["identity"] and (tmp_path / "report.png").stat().st_size > 0
+    assert "vocabulary: 500 -> " in out
     code, _, err = run_cli(capsys, "tokenizer", "check", byte_level["tok"])  # ... and what it points at works
     assert code == 0, err
 
