@@ -1,6 +1,6 @@
 """Check a GGUF with llama.cpp itself (through llama-cpp-python) against the Hugging Face model it came from.
 
-- token ids: llama.cpp's tokenizer vs SentencePiece (for a byte-level BPE model: the HF tokenizer) on `tokenizer/check.py`'s probes (Korean, English, code,
+- token ids: llama.cpp's tokenizer vs SentencePiece (for a byte-level BPE model: the HF tokenizer) on `tokenizer/comparison.py`'s probes (Korean, English, code,
   leading/double spaces, tabs, emoji, NFD Hangul), each also right after BOS, plus the given texts;
 - next-token log-probabilities: llama.cpp vs the HF model (float32) at every position of a few Korean and
   English prompts; the largest absolute difference must be within the tolerance of the GGUF's tensor type

@@ -1,7 +1,10 @@
-"""Korean SentencePiece training, the merge into Llama-2's tokenizer, the Hugging Face export and the report.
+"""Korean vocabulary for a base tokenizer of either family: training, the merge, the Hugging Face files, the
+report and the check.
 
-Everything works on SentencePiece's `ModelProto` directly (`sentencepiece_model_pb2`), so the merged
-`tokenizer.model` is the single source of truth and `tokenizer.json` is derived from it.
+`tokenizer.family.family_of(path)` decides the family (SentencePiece `tokenizer.model`, or a byte-level
+BPE `tokenizer.json`) and returns its object; the SentencePiece family works on SentencePiece's
+`ModelProto` directly (the merged `tokenizer.model` is the single source of truth and `tokenizer.json`
+is derived from it), the byte-level family on the Hugging Face `tokenizer.json`.
 """
 
 

@@ -1,7 +1,7 @@
 """What a merged tokenizer is compared with its base on, in either family: the evaluation texts, the probe
 strings, and the one identity figure (text without Korean must keep the base's ids).
 
-The merges' reports (tokenizer/spm_report.py, tokenizer/bpe_write.py), `kocpt tokenizer check`
+The merges' reports (tokenizer/spm_report.py, tokenizer/bpe_report.py), `kocpt tokenizer check`
 (tokenizer/spm_check.py, tokenizer/bpe_check.py) and the GGUF check read these, so every family is
 measured on the same strings.
 """

@@ -1,7 +1,7 @@
 """The one schema of a tokenizer directory's `report.json`, for both tokenizer families.
 
-Written by the SentencePiece merge (tokenizer/merge.py through tokenizer/report.py, and `kocpt tokenizer
-report --output`) and by the byte-level merge (tokenizer/bpe_write.py); read by `kocpt eval
+Written by the SentencePiece merge (tokenizer/spm_merge.py through tokenizer/spm_report.py, and `kocpt tokenizer
+report --output`) and by the byte-level merge (tokenizer/bpe_report.py); read by `kocpt eval
 --tokenizer-report` (evaluation/report.py) through `TokenizerReport.from_dict`, which also reads the
 reports both families wrote before this schema (no `schema` key).
 

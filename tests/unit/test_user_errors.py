@@ -102,7 +102,7 @@ def test_both_merge_families_write_the_one_schema_eval_reads(byte_level, tmp_pat
 
     # Byte-level: tokenizer/merge.py on a byte-level base.
     written = json.loads((byte_level["tok"] / "report.json").read_text(encoding="utf-8"))
-    # SentencePiece: `kocpt tokenizer report` (the merge writes the same through tokenizer/report.py).
+    # SentencePiece: `kocpt tokenizer report` (the merge writes the same through tokenizer/spm_report.py).
     spm_dir = tmp_path / "spm"
     spm_dir.mkdir()
     (spm_dir / "tokenizer.model").write_bytes(LLAMA2_TOKENIZER.read_bytes())
