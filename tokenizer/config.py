@@ -10,6 +10,8 @@ from pathlib import Path
 from tokenizer import BadInput
 
 MISTRAL_V1 = ("mistral_common", "data", "tokenizer.model.v1")
+MODEL_TYPES = ("bpe", "unigram")
+MODES = ("safe", "chinese-llama")  # the merge's
 
 
 def mistral_base_model() -> Path:
@@ -44,10 +46,10 @@ class TokenizerConfig:
     def validate(self) -> None:
         checks = [
             (self.vocab_size >= 300, f"vocab_size must be >= 300, got {self.vocab_size}"),
-            (self.model_type in ("bpe", "unigram"), f"model_type must be bpe or unigram, got {self.model_type!r}"),
+            (self.model_type in MODEL_TYPES, f"model_type must be bpe or unigram, got {self.model_type!r}"),
             (0.9 <= self.character_coverage <= 1.0, f"character_coverage must be in [0.9, 1.0], got {self.character_coverage}"),
             (self.sample_size >= 0, f"sample_size must be >= 0, got {self.sample_size}"),
-            (self.mode in ("safe", "chinese-llama"), f"mode must be safe or chinese-llama, got {self.mode!r}"),
+            (self.mode in MODES, f"mode must be safe or chinese-llama, got {self.mode!r}"),
             (self.max_added >= 0, f"max_added must be >= 0, got {self.max_added}"),
         ]
         for ok, message in checks:

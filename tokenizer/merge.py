@@ -1,17 +1,17 @@
-"""Merge Korean SentencePiece pieces into Llama-2's tokenizer.
+"""Merge Korean pieces into a base tokenizer, the way its family merges (tokenizer/family.py).
 
     python tokenizer/merge.py --base ../shared/data/llama2-tokenizer --add ko16k.model --output tok/
     kocpt tokenizer merge --base llama2/tokenizer.model --add ko16k.model --output tok/ --hangul-nfc
     kocpt tokenizer merge --add ko/ko.model --output tok/ --config configs/demo.yaml   # tokenizer.base, .max_added, ...
 
-`safe` mode (default) adds only pieces absent from the base that contain Hangul and no digit, scored
-strictly below every base score in the added model's own order, so BPE applies every Llama merge
-before any Korean one and no non-Korean text changes ids. Every added piece is checked to be
+A SentencePiece base (Llama-2's; tokenizer/spm_merge.py): `safe` mode (default) adds only pieces absent
+from the base that contain Hangul and no digit, scored strictly below every base score in the added
+model's own order, so BPE applies every Llama merge before any Korean one and no non-Korean text changes ids. Every added piece is checked to be
 producible by BPE; missing intermediates are added, the rest dropped and counted. The base's
 normalizer and trainer settings are kept; `trainer_spec.vocab_size` is set to the real size.
 
 A byte-level BPE base (SmolLM2, Llama-3, Qwen2.5: a tokenizer.json or its HF directory) takes the
-PREFIX.json of `tokenizer/train.py --base BASE` instead; see tokenizer/bpe_merge.py:
+PREFIX.json of `tokenizer/train.py --base BASE` instead; see tokenizer/bpe_merge.py and bpe_write.py:
 
     python tokenizer/merge.py --base smollm2/ --add ko24k.json --output tok/ --max-added 16000
 
@@ -29,11 +29,10 @@ from pathlib import Path
 from stagekit.config import add_config_arguments, load_section
 from stagekit.outputs import check_output
 from tokenizer import BadInput
-from tokenizer.config import TokenizerConfig
+from tokenizer.config import MODES, TokenizerConfig
 from tokenizer.family import family_of
 from tokenizer.piece_merge import SCRIPTS, merge_safe  # noqa: F401  (merge_safe: the library entry)
 
-MODES = ("safe", "chinese-llama")
 STAGE = "tokenizer merge"  # names this stage's outputs (stagekit.outputs)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from stagekit.config import add_config_arguments, load_section
 from stagekit.outputs import refuse_overlap
 from tokenizer import BadInput
-from tokenizer.config import TokenizerConfig
+from tokenizer.config import MODEL_TYPES, TokenizerConfig
 from tokenizer.family import family_of
 
 BPE_METHODS = ("continue", "fresh")
@@ -87,7 +87,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     defaults = TokenizerConfig()
     parser.add_argument("--vocab-size", type=int, help="pieces in the model, incl. 3 special and 256 byte pieces "
                         f"(default: tokenizer.vocab_size, else {defaults.vocab_size})")
-    parser.add_argument("--model-type", choices=["bpe", "unigram"],
+    parser.add_argument("--model-type", choices=MODEL_TYPES,
                         help="bpe: pieces stay reachable after a BPE merge; unigram only for comparison "
                         f"(default: tokenizer.model_type, else {defaults.model_type})")
     parser.add_argument("--character-coverage", type=float,
