@@ -7,7 +7,7 @@ Two families:
   ByteLevel pre-tokenizer, and no `tokenizer.model` (tokenizer/byte_level_family.py).
 
 Every stage that must know the family asks `family_of(path)` and then the family object; nothing else
-looks at which files a directory holds to decide it (tests/test_layout_tokenizer_family.py checks that).
+looks at which files a directory holds to decide it (tests/unit/test_layout_tokenizer_family.py checks that).
 A new family is one file implementing `TokenizerFamily` plus a line in `family_of`.
 """
 

@@ -12,7 +12,7 @@ import pytest
 
 from stagekit.errors import BadInput
 from stagekit.outputs import write_marker
-from stagekit.paths import LLAMA2_TOKENIZER
+from stagekit.paths import LLAMA2_TOKENIZER, REPO
 
 
 def snapshot(path: Path) -> dict:
@@ -281,9 +281,11 @@ def test_pretrain_checkpoint_dir_may_not_be_an_input(tmp_path):
 
 def test_every_stage_command_stages_under_the_one_rule():
     """No stage makes its own temporary output folder: they all go through stagekit.outputs."""
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     offenders = []
-    for folder in ("checkpoints", "tokenizer", "serving", "pretrain", "evaluation", "kocpt"):
+    folders = ("checkpoints", "tokenizer", "serving", "pretrain", "evaluation", "kocpt")
+    assert all((root / folder / "__init__.py").is_file() for folder in folders)  # the rule reads the real folders
+    for folder in folders:
         for path in (root / folder).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             if '.tmp-"' in text or "mkdtemp(prefix=" in text or "mkstemp(prefix=f\".{" in text:

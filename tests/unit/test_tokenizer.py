@@ -21,6 +21,7 @@ import sentencepiece as spm
 import zstandard
 
 from stagekit.config import load_section
+from stagekit.paths import REPO, SHARED_DATA
 from tokenizer import BadInput
 from tokenizer import merge as merge_cmd
 from tokenizer import report as report_cmd
@@ -30,8 +31,7 @@ from tokenizer.spm_reachability import unreachable
 from tokenizer.spm_model import BPE, CONTROL, NORMAL, SPACE, has_digit, is_hangul, load_model
 from tokenizer.training_text import split_long
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 LLAMA = DATA / "llama2-tokenizer" / "tokenizer.model"
 KO_TRAIN = DATA / "ko-train"
 KO_HELDOUT = DATA / "ko-heldout" / "korean-english-park.test.ko"
