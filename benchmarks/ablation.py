@@ -38,7 +38,8 @@ from benchmarks.ablation_report import plot, print_table, summarize
 from benchmarks.ablation_standin import (
     DEFAULT_CACHE, ModelShape, StandinSettings, base_tokenizer_dir, blended_batches, evaluate, flops_per_token,
     hf_tokenizer, lines, merged_tokenizer_dir, pretrain_standin, token_stream, train)
-from checkpoints.resize import ResizeConfig, resize
+from checkpoints.config import ResizeSection
+from checkpoints.resize import ResizeJob, resize
 from stagekit.paths import REPO, EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
 
 # name: (new-row init or None for no expansion, first stage: None | "embeddings" | "new-rows")
@@ -107,8 +108,8 @@ def prepared_model(ctx: Context, init: str | None, seed: int):
     suffix = f"-seed{seed}" if init == "random" else ""
     out = ctx.cache / f"{ctx.standin_dir.name}-{ctx.merged_dir.name}-{init}{suffix}"
     if not (out / "config.json").is_file():
-        resize(ResizeConfig(model=ctx.standin_dir, tokenizer=ctx.merged_dir, output=out, init=init,
-                            base_tokenizer=LLAMA2_TOKENIZER, seed=seed, overwrite=True), progress=False)
+        resize(ResizeJob(model=ctx.standin_dir, tokenizer=ctx.merged_dir, output=out, section=ResizeSection(init=init, seed=seed),
+                         base_tokenizer=LLAMA2_TOKENIZER, overwrite=True), progress=False)
     return LlamaForCausalLM.from_pretrained(out), merged
 
 

@@ -39,7 +39,8 @@ import torch
 
 
 from checkpoints.hf_io import write_safetensors_shards
-from checkpoints.resize import ResizeConfig, resize
+from checkpoints.config import ResizeSection
+from checkpoints.resize import ResizeJob, resize
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.paths import REPO, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
 
@@ -267,7 +268,8 @@ def init_loss_experiment(work: Path, merged: Path, steps: int) -> dict:
     variants = {"fvt": ("fvt", "mean"), "fvt_eeve_first_piece_head": ("fvt", "first"), "mean": ("mean", "mean"), "random": ("random", "mean")}
     for name, (init, head) in variants.items():
         out = work / f"small-{name}"
-        resize(ResizeConfig(model=small, tokenizer=merged, output=out, init=init, lm_head=head, overwrite=True), progress=False)
+        resize(ResizeJob(model=small, tokenizer=merged, output=out, section=ResizeSection(init=init, lm_head=head), overwrite=True),
+               progress=False)
         results[name] = korean_loss(out, merged / "tokenizer.model", sentences)
     return results
 

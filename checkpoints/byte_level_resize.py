@@ -33,7 +33,7 @@ def _load(path: Path, what: str):
 def byte_level_new_pieces(config, model_path: Path, tokenizer_dir: Path, old_vocab: int, rows_may_exceed_ids: bool = False
                           ) -> tuple[int, int, list[NewPiece]]:
     """(the base tokenizer's ids, the merged vocabulary size, the new ids with their FVT sources); `config`:
-    resize's ResizeConfig. `rows_may_exceed_ids`: the model's family ships rows no base id reaches (Qwen2)."""
+    resize's ResizeJob. `rows_may_exceed_ids`: the model's family ships rows no base id reaches (Qwen2)."""
     _, merged, merged_file = _load(tokenizer_dir, "--tokenizer")
     base_text, base, base_file = _load(Path(config.base_tokenizer or model_path), "--base-tokenizer")
     base_vocab, merged_vocab = base.get_vocab(with_added_tokens=True), merged.get_vocab(with_added_tokens=True)
@@ -48,7 +48,7 @@ def byte_level_new_pieces(config, model_path: Path, tokenizer_dir: Path, old_voc
     new_vocab = 1 + max(merged_vocab.values())
     by_id = {i: t for t, i in merged_vocab.items() if i >= base_size}
     new_ids = [(i, by_id.get(i, "")) for i in range(base_size, new_vocab)]
-    if config.init != "fvt":
+    if config.section.init != "fvt":
         return base_size, new_vocab, [NewPiece(i, t, ()) for i, t in new_ids]
     specials = {t["content"] for t in json.loads(merged.to_str()).get("added_tokens", [])}
     return base_size, new_vocab, byte_level_sources(new_ids, base_text, specials)

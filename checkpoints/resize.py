@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from checkpoints.config import load_checkpoints_config
+from checkpoints.config import ResizeSection, load_checkpoints_config
 from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from checkpoints.byte_level_resize import byte_level_new_pieces
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
@@ -48,30 +48,24 @@ STAGE = "checkpoints resize"  # names this stage's outputs (stagekit.outputs)
 
 
 @dataclass(frozen=True)
-class ResizeConfig:
+class ResizeJob:
+    """One resize: which model, with which merged tokenizer, into which output; how is the section's."""
+
     model: Path
     tokenizer: Path
     output: Path
-    init: str = "fvt"
-    lm_head: str = "mean"
-    pad_to_multiple: int = 1
+    section: ResizeSection = ResizeSection()  # checkpoints.resize: init, lm_head, padding, seed, shard size
     base_tokenizer: Path | None = None
-    seed: int = 0
-    max_shard_bytes: int = 2 * 1024**3
     overwrite: bool = False
 
     def validate(self) -> None:
-        if self.init not in INIT_METHODS:
-            raise BadInput(f"--init {self.init!r}: expected one of {', '.join(INIT_METHODS)}")
-        if self.lm_head not in LM_HEAD_METHODS:
-            raise BadInput(f"--lm-head {self.lm_head!r}: expected one of {', '.join(LM_HEAD_METHODS)}")
-        if self.pad_to_multiple < 1:
-            raise BadInput(f"--pad-to-multiple must be ≥ 1, got {self.pad_to_multiple}")
-        if self.max_shard_bytes < 1:
-            raise BadInput("--max-shard-size-mb must be ≥ 1")
+        try:
+            self.section.validate()
+        except ValueError as exc:
+            raise BadInput(f"checkpoints: {exc}") from None
 
 
-def output_rule(config: ResizeConfig) -> dict:
+def output_rule(config: ResizeJob) -> dict:
     """The stage and the inputs its output must stay clear of (stagekit.outputs)."""
     return {"stage": STAGE, "overwrite": config.overwrite,
             "inputs": {"--model": config.model, "--tokenizer": config.tokenizer, "--base-tokenizer": config.base_tokenizer}}
@@ -115,7 +109,7 @@ def check_extends(merged, merged_file: Path, base, base_file: Path, model_vocab:
             )
 
 
-def _sentencepiece_new_pieces(config: ResizeConfig, model_path: Path, tokenizer_dir: Path, old_vocab: int):
+def _sentencepiece_new_pieces(config: ResizeJob, model_path: Path, tokenizer_dir: Path, old_vocab: int):
     merged, merged_file = load_model_proto(tokenizer_dir, "--tokenizer")
     if len(merged.pieces) < old_vocab:
         raise BadInput(
@@ -129,12 +123,12 @@ def _sentencepiece_new_pieces(config: ResizeConfig, model_path: Path, tokenizer_
     check_extends(merged, merged_file, base, base_file, old_vocab)
     new_vocab = len(merged.pieces)
     new_ids = [(i, merged.pieces[i].piece) for i in range(old_vocab, new_vocab)]
-    if config.init == "fvt":
+    if config.section.init == "fvt":
         return new_vocab, fvt_sources(new_ids, base.SerializeToString())
     return new_vocab, [NewPiece(i, p, ()) for i, p in new_ids]
 
 
-def resize(config: ResizeConfig, progress: bool = True) -> dict:
+def resize(config: ResizeJob, progress: bool = True) -> dict:
     config.validate()
     check_output(config.output, **output_rule(config))
     started = time.perf_counter()
@@ -161,9 +155,9 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     else:
         base_ids = old_vocab
         new_vocab, new_pieces = _sentencepiece_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
-    padded_vocab = -(-new_vocab // config.pad_to_multiple) * config.pad_to_multiple
+    padded_vocab = -(-new_vocab // config.section.pad_to_multiple) * config.section.pad_to_multiple
     pad_pieces = [NewPiece(i, "", ()) for i in range(new_vocab, padded_vocab)]
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.section.seed)
     init_std = float(hf.config.get("initializer_range", 0.02))
 
     def grown(name: str) -> torch.Tensor:
@@ -175,7 +169,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
         out[:base_ids] = old  # bit-identical copy
         is_head = name == head_name and not tied  # tied: one matrix, the input-side init
         out[base_ids:new_vocab] = new_rows(
-            old, new_pieces, config.init, is_lm_head=is_head, lm_head_method=config.lm_head,
+            old, new_pieces, config.section.init, is_lm_head=is_head, lm_head_method=config.section.lm_head,
             init_std=init_std, generator=generator,
         )
         out[new_vocab:] = new_rows(old, pad_pieces, "mean")
@@ -191,7 +185,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
     with staged_directory(config.output, **output_rule(config), say=_say) as tmp:
         copy_tokenizer_files(tokenizer_dir, tmp)
         write_safetensors_shards(
-            tmp, specs, make_tensor, max_shard_bytes=config.max_shard_bytes,
+            tmp, specs, make_tensor, max_shard_bytes=config.section.max_shard_size_mb * 1024**2,
             progress="resizing" if progress else None,
         )
         model_config = dict(hf.config)
@@ -207,9 +201,9 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
         report = {
             "model": str(hf.path),
             "tokenizer": str(tokenizer_dir),
-            "init": config.init,
+            "init": config.section.init,
             "lm_head": ("tied: the LM head is the embedding matrix, grown once with the input-side init"
-                        if tied else config.lm_head if config.init == "fvt" else config.init),
+                        if tied else config.section.lm_head if config.section.init == "fvt" else config.section.init),
             "tied_embeddings": tied,
             "tokenizer_kind": "byte-level BPE" if byte_level else "SentencePiece",
             "model_family": family.name,
@@ -221,7 +215,7 @@ def resize(config: ResizeConfig, progress: bool = True) -> dict:
             "new_rows": new_vocab - base_ids,
             "padding_rows": padded_vocab - new_vocab,
             "fvt_mean_pieces_per_new_token": (sum(fvt_lengths) / len(fvt_lengths)) if fvt_lengths else None,
-            "fvt_mean_row_fallbacks": sum(1 for p in new_pieces if not p.source_ids) if config.init == "fvt" else None,
+            "fvt_mean_row_fallbacks": sum(1 for p in new_pieces if not p.source_ids) if config.section.init == "fvt" else None,
         }
         (tmp / RESIZE_REPORT).write_text(json.dumps(report, indent=2) + "\n")
     report.update(seconds=time.perf_counter() - started, model_bytes=hf.model_bytes, peak_rss_bytes=peak_rss_bytes())
@@ -272,12 +266,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             "resize.seed": args.seed, "resize.max_shard_size_mb": args.max_shard_size_mb,
         }).resize
         report = resize(
-            ResizeConfig(
-                model=args.model, tokenizer=args.tokenizer, output=args.output, init=section.init,
-                lm_head=section.lm_head, pad_to_multiple=section.pad_to_multiple,
-                base_tokenizer=args.base_tokenizer, seed=section.seed,
-                max_shard_bytes=section.max_shard_size_mb * 1024**2, overwrite=args.overwrite,
-            )
+            ResizeJob(model=args.model, tokenizer=args.tokenizer, output=args.output, section=section,
+                      base_tokenizer=args.base_tokenizer, overwrite=args.overwrite)
         )
     except BadInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from sentencepiece import sentencepiece_model_pb2 as pb
 
-from checkpoints.resize import ResizeConfig, main, resize
+from checkpoints.config import ResizeSection
+from checkpoints.resize import ResizeJob, main, resize
 from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.paths import LLAMA2_TOKENIZER
@@ -54,8 +55,8 @@ def resized(work):
     out = {}
     for init in ("fvt", "mean", "random"):
         out[init] = work["root"] / f"resized-{init}"
-        resize(ResizeConfig(model=work["models"][False], tokenizer=work["merged"], output=out[init], init=init,
-                            max_shard_bytes=1_000_000), progress=False)
+        resize(ResizeJob(model=work["models"][False], tokenizer=work["merged"], output=out[init],
+                         section=ResizeSection(init=init, max_shard_size_mb=1)), progress=False)
     return out
 
 
@@ -126,7 +127,8 @@ def test_mean_and_random_rows(work, resized):
 
 def test_tied_embeddings_and_pad_to_multiple(work):
     out = work["root"] / "resized-tied"
-    resize(ResizeConfig(model=work["models"][True], tokenizer=work["merged"], output=out, pad_to_multiple=64), progress=False)
+    resize(ResizeJob(model=work["models"][True], tokenizer=work["merged"], output=out, section=ResizeSection(pad_to_multiple=64)),
+           progress=False)
     after = tensors(out)
     assert "lm_head.weight" not in after
     assert after["model.embed_tokens.weight"].shape[0] == 32064
