@@ -4,7 +4,7 @@ A family is a Llama-shaped decoder (RMSNorm, SwiGLU, RoPE, GQA) whose Hugging Fa
 few Megatron switches differ: its `model_type` and class, how its config.json reads into a
 `LlamaShape` and back, its HF ⇄ Megatron parameter table, its Megatron arguments (qkv bias), its
 embedding and LM-head tensor names, and llama.cpp's name for it. Stages ask the family and never
-compare `model_type` themselves (tests/test_layout.py checks that).
+compare `model_type` themselves (tests/unit/test_layout_families.py checks that).
 """
 
 from __future__ import annotations

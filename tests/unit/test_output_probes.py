@@ -1,5 +1,5 @@
 """The probes of issue 20, rerun through each stage's own command: every one is refused in one line
-(or handled) and nothing the user owns is destroyed. The rule itself is tested in tests/test_outputs.py.
+(or handled) and nothing the user owns is destroyed. The rule itself is tested in tests/unit/test_outputs.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """stagekit.outputs: the one rule every stage's output follows (nothing a user owns is destroyed).
 
 Each test is written from a loss or leftover seen in a probe of the stages (issue 20); the stage-level
-probes are in tests/test_output_probes.py.
+probes are in tests/unit/test_output_probes.py.
 """
 
 from __future__ import annotations
