@@ -163,3 +163,9 @@ def summarize_tokenizer(report: dict) -> str:
         before, after = figures["base"].tokens_per_char, figures["merged"].tokens_per_char
         text += f"; Korean tokens/char {before:.2f} → {after:.2f} on {Path(name).name}"
     return text
+
+
+if __name__ == "__main__":
+    from stagekit.entry import run_main  # Ctrl-C and bad input: one line
+
+    sys.exit(run_main(main))
