@@ -10,7 +10,6 @@ all) is not a family decision.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
