@@ -108,7 +108,7 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
     if base_model is None:
         base_model = tiny_base_model(out / "base-model", config, sets, base_tokenizer, say)
 
-    arms = [Arm(arm, out / "arms" / arm.name, config, sets, base_model, base_tokenizer, corpus,
+    arms = [Arm(arm, out / "arms" / arm.name, config, sets, base_model, base_tokenizer, corpus, section.beam_args,
                 lambda text, name=arm.name: say(f"[{name}] {text}")) for arm in section.arms]
     common = {"compare": {key: value for key, value in read_section("compare", config, sets).items() if key != "arms"},
               "sections": {name: read_section(name, config, sets) for name in ("pretrain", "model", "checkpoints", "tokenize")},

@@ -54,10 +54,10 @@ class Arm:
     """The commands of one arm; `say` prints its progress lines."""
 
     def __init__(self, arm: ArmSection, root: Path, config: Path, sets: list[str], base_model: Path,
-                 base_tokenizer: Path, corpus: Path, say: Callable[[str], None]):
+                 base_tokenizer: Path, corpus: Path, beam_args: list[str], say: Callable[[str], None]):
         self.arm, self.root, self.config, self.say = arm, root, config, say
         self.sets = [*sets, *arm.set]  # the arm's own items last: they win
-        self.base_model, self.corpus = base_model, corpus
+        self.base_model, self.corpus, self.beam_args = base_model, corpus, beam_args
         self.tokenizer = (REPO / arm.tokenizer).resolve() if arm.tokenizer else base_tokenizer
         self.base_tokenizer = base_tokenizer
         self.logs = root / "logs"
@@ -110,7 +110,7 @@ class Arm:
                          "--output", self.megatron_init, *config, *checkpoints)
         if not (self.tokenized / "manifest.json").is_file():
             self.command("tokenize", "-m", "pipelines.tokenize_corpus", self.corpus, self.tokenized,
-                         "--tokenizer", self.tokenizer, *config, *set_args(self.for_sections("tokenize")))
+                         "--tokenizer", self.tokenizer, *config, *set_args(self.for_sections("tokenize")), *self.beam_args)
 
     def pretrain_overrides(self, total_steps: int, stop_at: int | None) -> list[str]:
         """The user's pretrain/model items and the arm's, then the comparison's own (which win): this arm's

@@ -7,6 +7,7 @@
       budget_tokens: 20000                  # training tokens of the reference arm; every arm gets its FLOPs
       points: 3                             # evaluation points at equal FLOPs (each doubles the one before)
       documents: 200                        # whole held-out documents per language (eval: section's files)
+      beam_args: [--direct_running_mode=in_memory]   # for kocpt tokenize (a small corpus: no worker processes)
       arms:
         - {name: base}                                           # the unexpanded base
         - {name: expanded, tokenizer: demo-output/tokenizer}     # merged tokenizer, checkpoints: section's init
@@ -59,6 +60,7 @@ class CompareSection:
     points: int = 3
     documents: int = 200
     context: int | None = None  # scoring window in tokens (null: the model's max_position_embeddings)
+    beam_args: list[str] = field(default_factory=list)  # Beam options for kocpt tokenize (a runner, its workers)
 
     def validate(self) -> None:
         if (self.budget_tokens is None) == (self.budget_flops is None):

@@ -125,7 +125,7 @@ def figure(value: dict | None) -> str:
 
 
 def difference(value: dict | None) -> str:
-    return "—" if value is None else f"{value['gap']:+.3f} ± {value['se']:.3f}"
+    return "—" if value is None else f"{value['gap']:+.3f} ± {value['se']:.2g}"  # a paired SE may be tiny
 
 
 def plot(report: dict, out: Path) -> None:
