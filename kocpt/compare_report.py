@@ -133,6 +133,7 @@ def plot(report: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     languages = [language for language in ("korean", "english") if language in report["arms"][0]["points"][0]]
     figure_, axes = plt.subplots(len(languages), 2, figsize=(11, 4 * len(languages)), squeeze=False)
@@ -147,6 +148,7 @@ def plot(report: dict, out: Path) -> None:
                 start = arm["points"][0][language]["bits_per_char"]
                 axis.axhline(start, linestyle=":", linewidth=0.8, color=axis.lines[-1].get_color())
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on a short range
             axis.set_xlabel(label + " (dotted: step 0)")
             axis.set_ylabel(f"{language} bits/char")
             axis.legend()
