@@ -39,7 +39,11 @@ SETTINGS = "arm-settings.json"
 
 
 def build_parser(prog: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog or "kocpt compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog or "kocpt compare", description=(
+        "Should I expand? Trains the arms of the config's compare: section (the unexpanded base, the expanded "
+        "model, ...) at equal training FLOPs through the project's own stages, scores them along the way on whole "
+        "held-out documents with standard errors, and writes compare.md, compare.json and plots ending in one "
+        "verdict line. Rerun with the same arguments to resume."))
     parser.add_argument("--output", type=Path, required=True, help="where the arms and the report go (rerun to resume)")
     add_config_arguments(parser, reads="compare (and every section its stages read)")
     parser.set_defaults(config=str(DEFAULT_CONFIG))

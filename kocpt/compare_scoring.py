@@ -80,6 +80,8 @@ def score_model(model_dir: Path, tokenizer_dir: Path, held_out: list[HeldOut], c
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = load_model(model_dir)
+    if torch.cuda.is_available():  # under SLURM the comparison's own process may hold a GPU
+        model.to("cuda")
     tokenizer = load_tokenizer(tokenizer_dir)
     scores = {}
     for item in held_out:
