@@ -4,6 +4,7 @@ that has nothing to do, and bad input refused in one line before anything runs."
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ KOCPT = str(Path(sys.executable).parent / "kocpt")
 
 
 def shape(flops_per_token: float) -> ArmShape:
-    return ArmShape(flops_per_token=flops_per_token, tokens_per_step=512, vocab_rows=0, forward_flops_per_token=0.0,
+    return ArmShape(flops_per_token=flops_per_token, tokens_per_step=512, vocab_rows=0, forward_flops_per_token=flops_per_token / 3,
                     characters_per_token=1.0)
 
 
@@ -59,6 +60,35 @@ def test_the_gap_trend_is_the_slope_per_tenfold_tokens_over_the_last_points():
             for tokens, gap in ((0, 1.3), (1e3, 0.9), (1e4, 0.7), (1e5, 0.5), (1e6, 0.3))]
     assert gap_trend(gaps) == pytest.approx(-0.2)
     assert gap_trend(gaps[:2]) is None  # one trained point: no trend
+
+
+def test_the_report_pairs_every_arm_with_the_reference_at_equal_flops():
+    from evaluation.bpc import BpcResult
+    from kocpt.compare_config import ArmSection
+    from kocpt.compare_report import build_report, markdown
+
+    def scores(korean_nll: list[float], tokens: int) -> dict:
+        chars = [100, 120, 90, 110]
+        result = lambda nll: BpcResult(name="x", documents=4, characters=sum(chars), bytes=3 * sum(chars), tokens=tokens,
+                                       nll_nats=sum(nll), context=256, stride=255, doc_nll_nats=nll, doc_characters=chars)
+        return {"korean": result(korean_nll).to_dict(), "english": result([50.0, 60.0, 45.0, 55.0]).to_dict()}
+
+    arms = [ArmSection(name="base"), ArmSection(name="expanded", tokenizer="t"), ArmSection(name="mean", tokenizer="t", init="mean")]
+    shapes = {"base": shape(12.9e6), "expanded": shape(14.5e6), "mean": shape(14.5e6)}
+    config = section(arms=arms, points=3)
+    budget, plan = equal_flops_plan(config, shapes, "base")
+    nll = {"base": [300.0, 350.0, 280.0, 320.0], "expanded": [330.0, 390.0, 300.0, 350.0], "mean": [340.0, 400.0, 310.0, 360.0]}
+    tokens = {"base": 470, "expanded": 270, "mean": 270}
+    every = {name: {step: scores([value - step for value in nll[name]], tokens[name]) for step in [0, *plan[name]]}
+             for name in nll}
+    report = build_report(config, "base", budget, shapes, plan, every, [])
+    expanded = report["arms"][1]
+    assert [gap["step"] for gap in expanded["gaps"]] == [0, *plan["expanded"]]
+    assert expanded["gaps"][0]["korean"]["gap"] == pytest.approx(120 / math.log(2) / 420)
+    assert expanded["gaps"][0]["english"] == {"gap": 0.0, "se": 0.0}
+    assert expanded["inference_cost_ratio"] == pytest.approx((14.5 * 270) / (12.9 * 470))
+    assert report["verdict"].startswith("Verdict: expanded vs base") and "(worse)" in report["verdict"]
+    assert "over the last 3 points" in report["verdict"] and "| mean | 3 |" in markdown(report)
 
 
 # ------------------------------------------------------------------------------ fast: bad input, one line
