@@ -23,7 +23,9 @@ import hashlib
 import json
 import shutil
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kocpt.compare_arm import Arm, ArmShape, arm_settings
@@ -36,6 +38,7 @@ from stagekit.paths import DEFAULT_CONFIG, REPO
 
 STAGE = "compare"
 SETTINGS = "arm-settings.json"
+SCORING = threading.Lock()
 
 
 def build_parser(prog: str | None) -> argparse.ArgumentParser:
@@ -122,7 +125,7 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
     started = time.time()
     for arm in arms:
         claim_arm(arm, common, sets, args.overwrite)
-        arm.prepare()
+    each_arm(section, Arm.prepare, arms)
 
     shapes = {arm.arm.name: arm.shape() for arm in arms}
     reference = section.reference_arm.name
@@ -136,7 +139,8 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
     for item in held_out:
         say(f"held-out {item.language}: {len(item.documents)} whole documents of {item.file} "
             f"({item.too_long} longer than the context left out)")
-    scores = {arm.arm.name: score_points(arm, plan[arm.arm.name], held_out, section) for arm in arms}
+    scored = each_arm(section, lambda arm: score_points(arm, plan[arm.arm.name], held_out, section), arms)
+    scores = {arm.arm.name: result for arm, result in zip(arms, scored)}
 
     from kocpt.compare_report import build_report, write_report
 
@@ -145,6 +149,14 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
     say(f"finished in {(time.time() - started) / 60:.1f} min; report: {out / 'compare.md'}")
     print(report["verdict"], flush=True)
     return 0
+
+
+def each_arm(section: CompareSection, function, arms: list[Arm]) -> list:
+    """function(arm) for every arm, compare.concurrent_arms at a time (threads: each waits on its commands)."""
+    if section.concurrent_arms == 1:
+        return [function(arm) for arm in arms]
+    with ThreadPoolExecutor(max_workers=section.concurrent_arms) as pool:
+        return list(pool.map(function, arms))
 
 
 def open_output(out: Path) -> None:
@@ -262,7 +274,8 @@ def score_points(arm: Arm, steps: list[int], held_out: list, section: CompareSec
         else:
             arm.train_to(step, steps[-1])
             model = arm.export()
-        scores[step] = score_model(model, arm.tokenizer, held_out, context)
+        with SCORING:  # one model in memory at a time, with every core
+            scores[step] = score_model(model, arm.tokenizer, held_out, context)
         write_file_atomic(point, json.dumps(scores[step]).encode())
         figures = ", ".join(f"{language} {value['bits_per_char']:.3f}±{value['bits_per_char_se']:.3f}"
                             for language, value in scores[step].items())

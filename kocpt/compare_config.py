@@ -61,6 +61,9 @@ class CompareSection:
     documents: int = 200
     context: int | None = None  # scoring window in tokens (null: the model's max_position_embeddings)
     beam_args: list[str] = field(default_factory=list)  # Beam options for kocpt tokenize (a runner, its workers)
+    # Arms prepared and trained at once: 1 where each launch takes the whole allocation (a cluster); 2 on a
+    # small CPU machine, where the arms' process start-ups (mostly one core importing) then overlap.
+    concurrent_arms: int = 1
 
     def validate(self) -> None:
         if (self.budget_tokens is None) == (self.budget_flops is None):
@@ -72,6 +75,8 @@ class CompareSection:
             raise ValueError(f"points must be >= 1, got {self.points}")
         if self.documents < 2:
             raise ValueError(f"documents must be >= 2 (a standard error needs two), got {self.documents}")
+        if self.concurrent_arms < 1:
+            raise ValueError(f"concurrent_arms must be >= 1, got {self.concurrent_arms}")
         if self.context is not None and self.context < 2:
             raise ValueError(f"context must be >= 2, got {self.context}")
         if len(self.arms) < 2:
