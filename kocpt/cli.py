@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
         "gguf": ("serving.gguf_export", "HF model -> GGUF with llama.cpp's own converter, checked in llama.cpp"),
     },
     "demo": ("kocpt.demo", "run every stage on the embedded demo corpus and tiny model"),
+    "compare": ("kocpt.compare", "should I expand? arms trained at equal training FLOPs, scored with standard errors"),
 }
 
 

@@ -56,6 +56,7 @@ SECTION_CLASSES: dict[str, str] = {
     "pretrain": "pretrain.config:PretrainConfig",  # kocpt pretrain, plan
     "eval": "evaluation.config:EvalConfig",  # kocpt eval
     "cluster": "pretrain.plan:Cluster",  # kocpt plan
+    "compare": "kocpt.compare_config:CompareSection",  # kocpt compare
 }
 SECTIONS: tuple[str, ...] = tuple(SECTION_CLASSES)
 

@@ -198,6 +198,7 @@ def test_every_bad_input_is_one_class():
 
 def section_readers() -> dict:
     """Section -> how the stage that reads it loads it (the same call the stage makes)."""
+    from kocpt.compare_config import CompareSection
     from pretrain.plan import Cluster
 
     return {
@@ -209,6 +210,7 @@ def section_readers() -> dict:
         "pretrain": lambda path: load_section(PretrainConfig, "pretrain", path),
         "eval": lambda path: load_eval_config(path),
         "cluster": lambda path: load_section(Cluster, "cluster", path),
+        "compare": lambda path: load_section(CompareSection, "compare", path),
     }
 
 
