@@ -179,7 +179,7 @@ def tokenizer_directory(path: Path, folder: Path) -> Path:
         return path
     model = path / "tokenizer.model" if path.is_dir() else path
     if not (folder / "tokenizer_config.json").is_file():
-        from tokenizer.hf_export import write_hf_files
+        from tokenizer.spm_hf_export import write_hf_files
         from tokenizer.spm_model import load_model
 
         staging = new_staging_dir(folder)
@@ -193,17 +193,12 @@ def tiny_base_model(folder: Path, config: Path, sets: list[str], base_tokenizer:
     """compare.base_model null: the demo's tiny Llama from the model: section (random weights, seeded)."""
     if (folder / "config.json").is_file():
         return folder
-    import dataclasses
-
     from kocpt.demo_stages import build_tiny_llama
     from pretrain.config import ModelSection
     from tokenizer.token_encoder import TokenEncoder
 
-    model = load_section(ModelSection, "model", config, sets)
-    shape = {key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-             for key, value in ((key, getattr(model, key)) for key in read_section("model", config, sets))}
     staging = new_staging_dir(folder)
-    build_tiny_llama(staging, shape, TokenEncoder.load(base_tokenizer).vocab_size)
+    build_tiny_llama(staging, load_section(ModelSection, "model", config, sets), TokenEncoder.load(base_tokenizer).vocab_size)
     publish_directory(staging, folder)
     say(f"base model: a tiny Llama from the model: section ({folder})")
     return folder
