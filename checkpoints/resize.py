@@ -12,7 +12,8 @@ and tied embeddings are both handled: tied (SmolLM2, Llama-3.2 1B/3B) is one mat
 the input-side init (`--lm-head` does not apply), and the report and output say so. A byte-level
 BPE tokenizer (tokenizer.json, no tokenizer.model: tokenizer/merge.py's output for SmolLM2 or
 Llama-3) works too; FVT then spells each new token through the base's BPE
-(`checkpoints/byte_level_resize.py`).
+(`checkpoints/byte_level_resize.py`;
+SentencePiece's pieces: `checkpoints/sentencepiece_resize.py`, both behind `NEW_PIECES`).
 
 The merged tokenizer must extend the model's own: its first pieces must equal the base
 tokenizer's (`--base-tokenizer`, default the model directory's tokenizer.model), which FVT also
@@ -35,16 +36,19 @@ import torch
 from checkpoints.config import ResizeSection, load_checkpoints_config
 from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
 from checkpoints.byte_level_resize import byte_level_new_pieces
-from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, fvt_sources, new_rows
+from checkpoints.sentencepiece_resize import sentencepiece_new_pieces
+from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, new_rows
 from mcore_llama.families import family_of_hf_config
 from mcore_llama.hf_checkpoint import RESIZE_REPORT, HFCheckpoint
 from stagekit.config import add_config_arguments
 from stagekit.errors import BadInput
 from stagekit.outputs import check_output, staged_directory
-from tokenizer.spm_model import load_model, resolve_model_path
-from tokenizer.family import BYTE_LEVEL, family_of
+from tokenizer.family import BYTE_LEVEL, SENTENCEPIECE, family_of
 
 STAGE = "checkpoints resize"  # names this stage's outputs (stagekit.outputs)
+# Per tokenizer family: (the job, model dir, tokenizer dir, the model's rows, whether the model family ships
+# rows no base id reaches) -> (base ids, merged vocabulary size, the new ids with their FVT sources).
+NEW_PIECES = {SENTENCEPIECE: sentencepiece_new_pieces, BYTE_LEVEL: byte_level_new_pieces}
 
 
 @dataclass(frozen=True)
@@ -75,59 +79,6 @@ def _say(line: str) -> None:
     print(f"resize: {line}", file=sys.stderr)
 
 
-def load_model_proto(path: Path, what: str):
-    """The SentencePiece model of a tokenizer directory or `.model` file, and the file it came from."""
-    try:
-        return load_model(path), resolve_model_path(path)
-    except BadInput as exc:
-        raise BadInput(f"{what} {exc} (it must be a SentencePiece tokenizer)") from None
-
-
-def check_rows_match(model_path: Path, model_vocab: int, base, base_file: Path) -> None:
-    """The model must be the one its base tokenizer belongs to: one embedding row per base piece.
-
-    Otherwise ids past the model's rows would get made-up rows (or FVT would index past the table).
-    """
-    if model_vocab != len(base.pieces):
-        raise BadInput(
-            f"{model_path}: the model has {model_vocab:,} vocabulary rows but the base tokenizer {base_file} has "
-            f"{len(base.pieces):,} pieces; resize needs the model that tokenizer belongs to (rows == pieces)"
-        )
-
-
-def check_extends(merged, merged_file: Path, base, base_file: Path, model_vocab: int) -> None:
-    """The merged tokenizer keeps the base tokenizer's pieces at the same ids."""
-    n = min(len(base.pieces), model_vocab)
-    if len(merged.pieces) < n:
-        raise BadInput(f"{merged_file}: {len(merged.pieces)} pieces, fewer than the base tokenizer's {n}")
-    for i in range(n):
-        a, b = merged.pieces[i], base.pieces[i]
-        if a.piece != b.piece or a.type != b.type:
-            raise BadInput(
-                f"{merged_file}: the first {n:,} pieces differ from the model's tokenizer "
-                f"{base_file} (id {i}: {a.piece!r} vs {b.piece!r})"
-            )
-
-
-def _sentencepiece_new_pieces(config: ResizeJob, model_path: Path, tokenizer_dir: Path, old_vocab: int):
-    merged, merged_file = load_model_proto(tokenizer_dir, "--tokenizer")
-    if len(merged.pieces) < old_vocab:
-        raise BadInput(
-            f"{merged_file}: tokenizer has {len(merged.pieces):,} pieces, fewer than the model's vocabulary {old_vocab:,}"
-        )
-    base_path = config.base_tokenizer or model_path
-    if config.base_tokenizer is None and not (model_path / "tokenizer.model").is_file():
-        raise BadInput(f"{model_path}: no tokenizer.model to compare the merged tokenizer with (pass --base-tokenizer)")
-    base, base_file = load_model_proto(Path(base_path), "--base-tokenizer")
-    check_rows_match(model_path, old_vocab, base, base_file)
-    check_extends(merged, merged_file, base, base_file, old_vocab)
-    new_vocab = len(merged.pieces)
-    new_ids = [(i, merged.pieces[i].piece) for i in range(old_vocab, new_vocab)]
-    if config.section.init == "fvt":
-        return new_vocab, fvt_sources(new_ids, base.SerializeToString())
-    return new_vocab, [NewPiece(i, p, ()) for i, p in new_ids]
-
-
 def resize(config: ResizeJob, progress: bool = True) -> dict:
     config.validate()
     check_output(config.output, **output_rule(config))
@@ -148,13 +99,9 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     tied = bool(hf.config.get("tie_word_embeddings", False))
     if not tied and hf.info(head_name).shape != embed.shape:
         raise BadInput(f"{hf.path}: {head_name} shape {list(hf.info(head_name).shape)} != {embed_name} {list(embed.shape)}")
-    byte_level = family_of(tokenizer_dir).name == BYTE_LEVEL
-    if byte_level:
-        base_ids, new_vocab, new_pieces = byte_level_new_pieces(config, hf.path, tokenizer_dir, old_vocab,
-                                                                family.rows_may_exceed_ids)
-    else:
-        base_ids = old_vocab
-        new_vocab, new_pieces = _sentencepiece_new_pieces(config, hf.path, tokenizer_dir, old_vocab)
+    tokenizer_kind = family_of(tokenizer_dir).name
+    base_ids, new_vocab, new_pieces = NEW_PIECES[tokenizer_kind](config, hf.path, tokenizer_dir, old_vocab,
+                                                                 family.rows_may_exceed_ids)
     padded_vocab = -(-new_vocab // config.section.pad_to_multiple) * config.section.pad_to_multiple
     pad_pieces = [NewPiece(i, "", ()) for i in range(new_vocab, padded_vocab)]
     generator = torch.Generator().manual_seed(config.section.seed)
@@ -205,7 +152,7 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
             "lm_head": ("tied: the LM head is the embedding matrix, grown once with the input-side init"
                         if tied else config.section.lm_head if config.section.init == "fvt" else config.section.init),
             "tied_embeddings": tied,
-            "tokenizer_kind": "byte-level BPE" if byte_level else "SentencePiece",
+            "tokenizer_kind": {SENTENCEPIECE: "SentencePiece"}.get(tokenizer_kind, tokenizer_kind),
             "model_family": family.name,
             "old_vocab_size": old_vocab,
             # Rows copied bit for bit (the base tokenizer's ids): pretrain's model.base_vocab_size.

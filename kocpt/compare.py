@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import threading
@@ -115,8 +116,9 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
     if base_model is None:
         base_model = tiny_base_model(out / "base-model", config, sets, base_tokenizer, say)
 
+    share = cpu_share(section)
     arms = [Arm(arm, out / "arms" / arm.name, config, sets, base_model, base_tokenizer, corpus, section.beam_args,
-                lambda text, name=arm.name: say(f"[{name}] {text}")) for arm in section.arms]
+                lambda text, name=arm.name: say(f"[{name}] {text}"), share) for arm in section.arms]
     common = {"compare": {key: value for key, value in read_section("compare", config, sets).items() if key != "arms"},
               "sections": {name: read_section(name, config, sets) for name in ("pretrain", "model", "checkpoints", "tokenize")},
               "eval": {language: [file_digest(path) for path in paths] for language, paths in files.items()},
@@ -149,6 +151,12 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
     say(f"finished in {(time.time() - started) / 60:.1f} min; report: {out / 'compare.md'}")
     print(report["verdict"], flush=True)
     return 0
+
+
+def cpu_share(section: CompareSection) -> int | None:
+    """The CPUs each arm may use when arms run at once (None: one arm at a time, every CPU its own)."""
+    concurrent = min(section.concurrent_arms, len(section.arms))
+    return max(1, len(os.sched_getaffinity(0)) // concurrent) if concurrent > 1 else None
 
 
 def each_arm(section: CompareSection, function, arms: list[Arm]) -> list:
@@ -270,7 +278,7 @@ def score_points(arm: Arm, steps: list[int], held_out: list, section: CompareSec
             arm.train_to(step, steps[-1])
             model = arm.export()
         with SCORING:  # one model in memory at a time, with every core
-            scores[step] = score_model(model, arm.tokenizer, held_out, context)
+            scores[step] = score_model(model, arm.tokenizer, held_out, context, threads=arm.cpu_share)
         write_file_atomic(point, json.dumps(scores[step]).encode())
         figures = ", ".join(f"{language} {value['bits_per_char']:.3f}±{value['bits_per_char_se']:.3f}"
                             for language, value in scores[step].items())

@@ -54,8 +54,12 @@ class Arm:
     """The commands of one arm; `say` prints its progress lines."""
 
     def __init__(self, arm: ArmSection, root: Path, config: Path, sets: list[str], base_model: Path,
-                 base_tokenizer: Path, corpus: Path, beam_args: list[str], say: Callable[[str], None]):
+                 base_tokenizer: Path, corpus: Path, beam_args: list[str], say: Callable[[str], None],
+                 cpu_share: int | None = None):
         self.arm, self.root, self.config, self.say = arm, root, config, say
+        # CPUs this arm's training may use when arms run at once (launch.sh's KOCPT_CPUS): threads past
+        # the cores make every OpenMP thread wait on the others (measured: 0.3 s steps became 2.5 s).
+        self.cpu_share = cpu_share
         self.sets = [*sets, *arm.set]  # the arm's own items last: they win
         self.base_model, self.corpus, self.beam_args = base_model, corpus, beam_args
         self.tokenizer = (REPO / arm.tokenizer).resolve() if arm.tokenizer else base_tokenizer
@@ -161,7 +165,8 @@ class Arm:
         started = time.time()
         run_command(f"pretrain-{step}", ["bash", str(REPO / "pretrain" / "launch.sh"), str(self.config),
                                          *set_args(self.pretrain_overrides(total_steps, stop_at))],
-                    self.logs, {"KOCPT_PYTHON": sys.executable, "KOCPT_STOP_FILE": str(self.root / "stop-request")})
+                    self.logs, {"KOCPT_PYTHON": sys.executable, "KOCPT_STOP_FILE": str(self.root / "stop-request"),
+                                **({"KOCPT_CPUS": str(self.cpu_share)} if self.cpu_share else {})})
         self.say(f"pretrain to step {step} done in {time.time() - started:.0f}s")
         if self.trained_steps() != step:
             raise DemoError(f"pretrain stopped at step {self.trained_steps()}, not {step}; log: {self.logs}/pretrain-{step}.log")

@@ -71,14 +71,16 @@ def model_context(model_dir: Path) -> int:
     return int(config.get("max_position_embeddings") or 2048)
 
 
-def score_model(model_dir: Path, tokenizer_dir: Path, held_out: list[HeldOut], context: int) -> dict:
-    """{language: BpcResult.to_dict()} of the HF model at `model_dir` on every held-out set."""
+def score_model(model_dir: Path, tokenizer_dir: Path, held_out: list[HeldOut], context: int,
+                threads: int | None = None) -> dict:
+    """{language: BpcResult.to_dict()} of the HF model at `model_dir` on every held-out set; `threads`: the
+    CPUs to use (default all: other arms' training may share them)."""
     import torch
 
     from evaluation.bpc import score_texts
     from evaluation.run import load_model
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     model = load_model(model_dir)
     if torch.cuda.is_available():  # under SLURM the comparison's own process may hold a GPU
         model.to("cuda")

@@ -14,7 +14,9 @@
 #                    else python3 on PATH: the activated environment, which sbatch propagates)
 #   KOCPT_REPO       the repository (default: the submit directory, else this script's parent)
 #   KOCPT_STOP_FILE  file the trainer polls for "checkpoint and exit" (default under the submit dir)
-#   OMP_NUM_THREADS  threads per process (default: CPUs of the allocation / processes per node)
+#   OMP_NUM_THREADS  threads per process (default: KOCPT_CPUS / processes per node)
+#   KOCPT_CPUS       CPUs this launch may use on a node (default: the allocation's, or all of this machine's;
+#                    kocpt compare gives each of its concurrent arms a share)
 #
 # What happens: one `torchrun` per node (srun), rendezvous over c10d at the first node's NodeAddr
 # (from `scontrol show node`, which works where node names do not resolve). The trainer resumes
@@ -36,7 +38,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
-    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
     [[ $# -lt 1 ]] && exit 2 || exit 0
 fi
 CONFIG="$1"
@@ -122,7 +124,7 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     MASTER_PORT="${MASTER_PORT:-29500}"
     GPUS="${SLURM_GPUS_ON_NODE:-}"
     NPROC_PER_NODE="${NPROC_PER_NODE:-${GPUS:-8}}"
-    CPUS="${SLURM_CPUS_ON_NODE:-$(nproc)}"
+    CPUS="${KOCPT_CPUS:-${SLURM_CPUS_ON_NODE:-$(nproc)}}"
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( CPUS / NPROC_PER_NODE > 0 ? CPUS / NPROC_PER_NODE : 1 ))}"
     check_config "$(( NNODES * NPROC_PER_NODE ))" "$@"
     echo "launch.sh: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $NNODES node(s) [$SLURM_JOB_NODELIST]," \
@@ -135,7 +137,8 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
         --module pretrain.train "$CONFIG" "$@" && rc=0 || rc=$?
 else
     NPROC_PER_NODE="${NPROC_PER_NODE:-2}"
-    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / NPROC_PER_NODE > 0 ? $(nproc) / NPROC_PER_NODE : 1 ))}"
+    CPUS="${KOCPT_CPUS:-$(nproc)}"
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( CPUS / NPROC_PER_NODE > 0 ? CPUS / NPROC_PER_NODE : 1 ))}"
     check_config "$NPROC_PER_NODE" "$@"
     echo "launch.sh: no SLURM job: running $NPROC_PER_NODE process(es) on this machine, config $CONFIG"
     run_and_wait "${TORCHRUN[@]}" --standalone --nnodes=1 --nproc_per_node="$NPROC_PER_NODE" \

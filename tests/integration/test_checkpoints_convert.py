@@ -185,7 +185,7 @@ def test_bad_inputs_fail_with_one_line(models, tmp_path, capsys):
     shutil.copytree(models["mha"]["hf"], not_llama)
     config = json.loads((not_llama / "config.json").read_text())
     (not_llama / "config.json").write_text(json.dumps({**config, "model_type": "mistral"}))
-    assert "not a Llama config" in _fail(["--to", "megatron", "--input", str(not_llama), "--output", str(tmp_path / "o")], capsys)
+    assert "is not a family this project handles" in _fail(["--to", "megatron", "--input", str(not_llama), "--output", str(tmp_path / "o")], capsys)
 
     wrong_shape = tmp_path / "wrong-shape"
     shutil.copytree(models["mha"]["hf"], wrong_shape)
