@@ -254,7 +254,9 @@ def test_interrupted_stage_is_one_line_and_exit_130(monkeypatch, capsys, tmp_pat
 def test_ctrl_c_on_the_corpus_job_cleans_up_and_says_so_in_one_line(tmp_path):
     big = tmp_path / "raw.txt"
     lines = (KO_TRAIN / "news_comments.txt").read_text(encoding="utf-8").splitlines()
-    big.write_text("\n".join(lines * max(1, 40_000 // max(len(lines), 1))) + "\n", encoding="utf-8")
+    # Large enough (~17 MB, a minute on one worker) that the job is still running when Ctrl-C comes: at 3.4 MB
+    # the faster job finished before it (2026-12-07).
+    big.write_text("\n".join(lines * max(1, 200_000 // max(len(lines), 1))) + "\n", encoding="utf-8")
     output = tmp_path / "corpus"
     process = subprocess.Popen([KOCPT, "corpus", "--input", str(big), "--output", str(output), "--direct_num_workers=1"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
