@@ -277,7 +277,7 @@ def score_points(arm: Arm, steps: list[int], held_out: list, section: CompareSec
         else:
             arm.train_to(step, steps[-1])
             model = arm.export()
-        with SCORING:  # one model in memory at a time, with every core
+        with SCORING:  # one model in memory at a time (with the arm's CPU share when arms run at once)
             scores[step] = score_model(model, arm.tokenizer, held_out, context, threads=arm.cpu_share)
         write_file_atomic(point, json.dumps(scores[step]).encode())
         figures = ", ".join(f"{language} {value['bits_per_char']:.3f}±{value['bits_per_char_se']:.3f}"

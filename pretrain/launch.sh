@@ -42,6 +42,10 @@ if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
     [[ $# -lt 1 ]] && exit 2 || exit 0
 fi
 CONFIG="$1"
+if [[ -n "${KOCPT_CPUS:-}" && ! "$KOCPT_CPUS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "launch.sh: error: KOCPT_CPUS must be a positive whole number of CPUs, got '$KOCPT_CPUS'" >&2
+    exit 2
+fi
 shift
 
 # Under sbatch this script runs from SLURM's spool directory: find the repo from the submit dir.
