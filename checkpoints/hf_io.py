@@ -78,6 +78,23 @@ def write_safetensors_shards(
     return index
 
 
+def overwrite_tensor(model_dir: Path, name: str, tensor: torch.Tensor) -> None:
+    """Write `tensor` over the bytes of the tensor `name` in a directory `write_safetensors_shards` wrote
+    (same shape and dtype): one tensor changes, nothing else is read or rewritten."""
+    model_dir = Path(model_dir)
+    index = model_dir / SAFETENSORS_INDEX
+    file_name = json.loads(index.read_text())["weight_map"][name] if index.is_file() else "model.safetensors"
+    with open(model_dir / file_name, "r+b") as f:
+        header_length = int.from_bytes(f.read(8), "little")
+        entry = json.loads(f.read(header_length))[name]
+        start, stop = entry["data_offsets"]
+        if entry["shape"] != list(tensor.shape) or entry["dtype"] != SAFETENSORS_DTYPES[tensor.dtype] \
+                or stop - start != tensor.numel() * tensor.dtype.itemsize:
+            raise ValueError(f"{name}: stored {entry['shape']} {entry['dtype']}, given {list(tensor.shape)} {tensor.dtype}")
+        f.seek(8 + header_length + start)
+        f.write(memoryview(tensor.contiguous().view(-1).view(torch.uint8).numpy()))
+
+
 def copy_tokenizer_files(tokenizer_dir: Path, out_dir: Path) -> list[str]:
     """Copy a tokenizer directory's files (tokenizer.model/json, configs, LICENSE...) beside a model."""
     tokenizer_dir = Path(tokenizer_dir)

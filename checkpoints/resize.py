@@ -2,14 +2,18 @@
 initializing the new rows.
 
     kocpt checkpoints resize --model HF_DIR --tokenizer MERGED_TOKENIZER_DIR --output HF_DIR \\
-        [--init fvt|mean|random] [--lm-head mean|first] [--pad-to-multiple N]
+        [--init fvt|mean|random] [--lm-head mean|first|calibrated --calibration-text FILE] [--untie]
+        [--pad-to-multiple N]
 
 Works tensor by tensor (lazy `safe_open` in, sharded safetensors out), so memory stays near the
 size of the largest tensor, not the model: a 7B model resizes on a machine with far less RAM than
 its size. Old rows are copied bit for bit; only rows for the new ids are computed (see
 `checkpoints/vocab_init.py` for fvt / mean / random and the LM-head choice). Untied (Llama-2)
 and tied embeddings are both handled: tied (SmolLM2, Llama-3.2 1B/3B) is one matrix grown once with
-the input-side init (`--lm-head` does not apply), and the report and output say so. A byte-level
+the input-side init (`--lm-head` does not apply), and the report and output say so; `--untie` gives a
+tied base an LM head of its own (the old rows copied from the embedding, the new ones by `--lm-head`).
+`--lm-head calibrated` moves each new output row by a logit shift fitted on `--calibration-text`
+(`checkpoints/lm_head_calibration.py`): it loads the resized model once, and unties a tied base. A byte-level
 BPE tokenizer (tokenizer.json, no tokenizer.model: tokenizer/merge.py's output for SmolLM2 or
 Llama-3) works too; FVT then spells each new token through the base's BPE
 (`checkpoints/byte_level_resize.py`;
@@ -34,8 +38,9 @@ from pathlib import Path
 import torch
 
 from checkpoints.config import ResizeSection, load_checkpoints_config
-from checkpoints.hf_io import copy_tokenizer_files, peak_rss_bytes, write_safetensors_shards
+from checkpoints.hf_io import copy_tokenizer_files, overwrite_tensor, peak_rss_bytes, write_safetensors_shards
 from checkpoints.byte_level_resize import byte_level_new_pieces
+from checkpoints.lm_head_calibration import calibrate, calibrated_rows, read_calibration_documents
 from checkpoints.sentencepiece_resize import sentencepiece_new_pieces
 from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, new_rows
 from mcore_llama.families import family_of_hf_config
@@ -72,7 +77,8 @@ class ResizeJob:
 def output_rule(config: ResizeJob) -> dict:
     """The stage and the inputs its output must stay clear of (stagekit.outputs)."""
     return {"stage": STAGE, "overwrite": config.overwrite,
-            "inputs": {"--model": config.model, "--tokenizer": config.tokenizer, "--base-tokenizer": config.base_tokenizer}}
+            "inputs": {"--model": config.model, "--tokenizer": config.tokenizer, "--base-tokenizer": config.base_tokenizer,
+                       "--calibration-text": config.section.calibration_text}}
 
 
 def _say(line: str) -> None:
@@ -82,6 +88,8 @@ def _say(line: str) -> None:
 def resize(config: ResizeJob, progress: bool = True) -> dict:
     config.validate()
     check_output(config.output, **output_rule(config))
+    if config.section.calibration_text:
+        read_calibration_documents(config.section.calibration_text)  # a bad file fails now, not after the resize
     started = time.perf_counter()
     hf = HFCheckpoint(config.model)
     try:
@@ -96,8 +104,11 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     old_vocab, hidden = embed.shape
     if hf.config.get("vocab_size") != old_vocab:
         raise BadInput(f"{hf.path}: config vocab_size {hf.config.get('vocab_size')} but {embed_name} has {old_vocab} rows")
-    tied = bool(hf.config.get("tie_word_embeddings", False))
-    if not tied and hf.info(head_name).shape != embed.shape:
+    base_tied = bool(hf.config.get("tie_word_embeddings", False))
+    calibrated = config.section.lm_head == "calibrated"
+    untie = base_tied and (config.section.untie or calibrated)  # the output gets an LM head of its own
+    tied = base_tied and not untie
+    if not base_tied and hf.info(head_name).shape != embed.shape:
         raise BadInput(f"{hf.path}: {head_name} shape {list(hf.info(head_name).shape)} != {embed_name} {list(embed.shape)}")
     tokenizer_kind = family_of(tokenizer_dir).name
     base_ids, new_vocab, new_pieces = NEW_PIECES[tokenizer_kind](config, hf.path, tokenizer_dir, old_vocab,
@@ -108,7 +119,7 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     init_std = float(hf.config.get("initializer_range", 0.02))
 
     def grown(name: str) -> torch.Tensor:
-        old = hf.read(name)
+        old = hf.read(embed_name if name == head_name and base_tied else name)  # untie: the head starts as the embedding
         out = torch.empty((padded_vocab, hidden), dtype=old.dtype)
         # Rows past the base tokenizer's ids (Qwen2's spare rows) are reached by no token: the merged
         # tokenizer's new ids take their places, and new rows are made for them like any others.
@@ -125,9 +136,12 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     def make_tensor(name: str) -> torch.Tensor:
         return grown(name) if name in (embed_name, head_name) else hf.read(name)
 
+    tensors = {name: info for name, info in hf.tensors.items() if not (base_tied and name == head_name)}
+    if not tied:
+        tensors[head_name] = embed if base_tied else hf.info(head_name)
     specs = [
         (name, (padded_vocab, hidden) if name in (embed_name, head_name) else info.shape, info.dtype)
-        for name, info in sorted(hf.tensors.items(), key=lambda kv: _hf_order(kv[0], embed_name))
+        for name, info in sorted(tensors.items(), key=lambda kv: _hf_order(kv[0], embed_name))
     ]
     with staged_directory(config.output, **output_rule(config), say=_say) as tmp:
         copy_tokenizer_files(tokenizer_dir, tmp)
@@ -137,6 +151,8 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
         )
         model_config = dict(hf.config)
         model_config["vocab_size"] = padded_vocab
+        if untie:
+            model_config["tie_word_embeddings"] = False
         (tmp / "config.json").write_text(json.dumps(model_config, indent=2) + "\n")
         generation = {"bos_token_id": hf.config.get("bos_token_id", 1), "eos_token_id": hf.config.get("eos_token_id", 2)}
         if (hf.path / "generation_config.json").is_file():
@@ -144,14 +160,27 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
         if padded_vocab > new_vocab:
             generation["suppress_tokens"] = list(range(new_vocab, padded_vocab))
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        calibration = None
+        if calibrated:  # the model is complete in `tmp`: fit the new output rows' shifts and write them over
+            calibration = calibrate(tmp, range(base_ids, new_vocab), config.section.calibration_text,
+                                    config.section.calibration_tokens, config.section.calibration_prior_std)
+            head = HFCheckpoint(tmp).read(head_name)
+            head[base_ids:new_vocab] = calibrated_rows(head[base_ids:new_vocab], calibration)
+            overwrite_tensor(tmp, head_name, head)
         fvt_lengths = [len(p.source_ids) for p in new_pieces if p.source_ids]
         report = {
             "model": str(hf.path),
             "tokenizer": str(tokenizer_dir),
             "init": config.section.init,
             "lm_head": ("tied: the LM head is the embedding matrix, grown once with the input-side init"
-                        if tied else config.section.lm_head if config.section.init == "fvt" else config.section.init),
+                        if tied else config.section.lm_head if config.section.init == "fvt" or calibrated
+                        else config.section.init),
             "tied_embeddings": tied,
+            # The base was tied and this model has its own LM head (`untie`, or what `calibrated` needs).
+            "untied": untie,
+            "calibration": None if calibration is None else {
+                "text": str(config.section.calibration_text), "prior_std": config.section.calibration_prior_std,
+                **calibration.summary()},
             "tokenizer_kind": {SENTENCEPIECE: "SentencePiece"}.get(tokenizer_kind, tokenizer_kind),
             "model_family": family.name,
             "old_vocab_size": old_vocab,
@@ -167,6 +196,13 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
         (tmp / RESIZE_REPORT).write_text(json.dumps(report, indent=2) + "\n")
     report.update(seconds=time.perf_counter() - started, model_bytes=hf.model_bytes, peak_rss_bytes=peak_rss_bytes())
     return report
+
+
+def _calibration_line(calibration: dict | None) -> str:
+    if calibration is None:
+        return ""
+    return (f"; LM head calibrated on {calibration['tokens']:,} tokens ({calibration['forward_flops']:.2e} FLOPs): "
+            f"{calibration['nats_per_token_before']:.3f} -> {calibration['nats_per_token_after']:.3f} nats/token")
 
 
 def _hf_order(name: str, embedding: str):
@@ -191,8 +227,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--init", choices=INIT_METHODS, help="new-row initialization (default fvt)")
     parser.add_argument(
         "--lm-head", choices=LM_HEAD_METHODS,
-        help="fvt LM-head rows: mean of the pieces' rows, or the first piece's row as EEVE does (default mean)",
+        help="fvt LM-head rows: mean of the pieces' rows, the first piece's row as EEVE does, or the mean moved by "
+             "a logit shift per new token fitted on --calibration-text (default mean)",
     )
+    parser.add_argument("--calibration-text", type=Path,
+                        help="--lm-head calibrated: UTF-8 text, one document per line (not your evaluation text)")
+    parser.add_argument("--calibration-tokens", type=int, help="positions of it to fit on (default 16384)")
+    parser.add_argument("--untie", action="store_true", default=None,
+                        help="a tied base (SmolLM2, Llama-3.2) gets an LM head of its own; --lm-head calibrated implies it")
     parser.add_argument("--pad-to-multiple", type=int, help="pad the vocabulary to a multiple of N (default 1)")
     parser.add_argument(
         "--base-tokenizer", type=Path,
@@ -210,7 +252,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         section = load_checkpoints_config(args.config, args.overrides, {
             "resize.init": args.init, "resize.lm_head": args.lm_head, "resize.pad_to_multiple": args.pad_to_multiple,
-            "resize.seed": args.seed, "resize.max_shard_size_mb": args.max_shard_size_mb,
+            "resize.seed": args.seed, "resize.max_shard_size_mb": args.max_shard_size_mb, "resize.untie": args.untie,
+            "resize.calibration_text": None if args.calibration_text is None else str(args.calibration_text),
+            "resize.calibration_tokens": args.calibration_tokens,
         }).resize
         report = resize(
             ResizeJob(model=args.model, tokenizer=args.tokenizer, output=args.output, section=section,
@@ -223,7 +267,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(
         f"{prog}: {report['old_vocab_size']:,} -> {report['vocab_size']:,} rows "
         f"({report['new_rows']:,} new, {report['init']}"
-        f"{'; tied embeddings: one matrix, one init, the LM head shares it' if report['tied_embeddings'] else ''}) in {report['seconds']:.1f} s; wrote {args.output}; "
+        f"{'; tied embeddings: one matrix, one init, the LM head shares it' if report['tied_embeddings'] else ''}"
+        f"{'; the tied base now has an LM head of its own (untied)' if report['untied'] else ''}"
+        f"{_calibration_line(report['calibration'])}) in {report['seconds']:.1f} s; wrote {args.output}; "
         f"peak RSS {report['peak_rss_bytes'] / 2**30:.3f} GiB = {ratio:.2f}x the model's {report['model_bytes'] / 2**30:.2f} GiB"
     )
     return 0

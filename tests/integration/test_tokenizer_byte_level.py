@@ -147,6 +147,42 @@ def test_resize_fvt_through_the_byte_level_base_with_tied_embeddings(smol, merge
     assert "Paris" in AutoTokenizer.from_pretrained(tok_dir).decode(out[0])
 
 
+@pytest.mark.network
+@pytest.mark.slow
+def test_calibrated_lm_head_unties_smollm2_and_starts_korean_closer_to_the_base(smol, merged, tmp_path, capsys):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluation.bpc import read_documents, score_texts
+
+    tok_dir = merged[0]
+    text = tmp_path / "calibration.txt"  # ko-train comments; the documents scored below are held-out news
+    with open(KO_TRAIN / "news_comments.txt", encoding="utf-8") as handle:
+        text.write_text("".join(line for _, line in zip(range(400), handle)), encoding="utf-8")
+    common = ["--model", str(smol), "--tokenizer", str(tok_dir)]
+    assert resize_cmd.main([*common, "--output", str(tmp_path / "fvt")]) == 0
+    assert resize_cmd.main([*common, "--output", str(tmp_path / "cal"), "--lm-head", "calibrated",
+                            "--calibration-text", str(text), "--calibration-tokens", "4096"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "LM head calibrated on 4,096 tokens" in line and "LM head of its own (untied)" in line
+    report = json.loads((tmp_path / "cal" / "resize_report.json").read_text())
+    assert report["untied"] and report["calibration"]["nats_per_token_after"] < report["calibration"]["nats_per_token_before"]
+    with safe_open(str(smol / "model.safetensors"), "pt") as f, safe_open(str(tmp_path / "cal" / "model.safetensors"), "pt") as g:
+        old, head = f.get_tensor("model.embed_tokens.weight"), g.get_tensor("lm_head.weight")
+    assert torch.equal(head[:49152], old)  # the old output rows are the tied matrix's, bit for bit
+
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    korean, english = read_documents(KO_HELDOUT, 24), read_documents(EN_HELDOUT, 24)
+    scores = {}
+    for name in ("fvt", "cal"):
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / name, dtype=torch.float32).eval()
+        scores[name] = [score_texts(model, tokenizer, docs, context=256, progress=False).bits_per_char
+                        for docs in (korean, english)]
+    # 200 documents (benchmarks/README.md): FVT 8.12, calibrated 7.25, the base 6.96 bits/char.
+    assert scores["cal"][0] < scores["fvt"][0] - 0.4, scores
+    assert abs(scores["cal"][1] - scores["fvt"][1]) < 0.01 * scores["fvt"][1], scores
+
+
 def test_korean_token_rule_and_train_refusals(tmp_path, capsys):
     from tokenizer.bpe_merge import _byte_alphabet
 
