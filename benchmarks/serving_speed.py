@@ -132,5 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.output}")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

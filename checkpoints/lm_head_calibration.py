@@ -44,7 +44,7 @@ class CalibrationResult:
     forward_flops: float  # 2 · parameters · tokens of the one forward pass
     forward_seconds: float
     fit_seconds: float
-    fit_iterations: int
+    fit_evaluations: int  # loss-and-gradient evaluations L-BFGS made
     loss_before: float  # nats per calibration token, with the init's rows
     loss_after: float  # with the fitted shifts
 
@@ -52,7 +52,7 @@ class CalibrationResult:
         return {
             "documents": self.documents, "tokens": self.tokens, "forward_flops": self.forward_flops,
             "forward_seconds": round(self.forward_seconds, 3), "fit_seconds": round(self.fit_seconds, 3),
-            "fit_iterations": self.fit_iterations,
+            "fit_evaluations": self.fit_evaluations,
             "nats_per_token_before": round(self.loss_before, 5), "nats_per_token_after": round(self.loss_after, 5),
             "shift_mean": round(float(self.shifts.mean()), 4) if len(self.shifts) else None,
             "shift_min": round(float(self.shifts.min()), 4) if len(self.shifts) else None,
@@ -114,10 +114,12 @@ def final_hidden_states(model, windows: list[list[int]]) -> tuple[torch.Tensor, 
 
 def fit_shifts(hidden: torch.Tensor, targets: torch.Tensor, head: torch.Tensor, new: range, prior_std: float,
                max_iterations: int = 100) -> tuple[torch.Tensor, torch.Tensor, float, float, int]:
-    """Fit a_j for the rows `new` of `head` (float32, all rows): (shifts, direction, loss before, after, iterations)."""
+    """Fit a_j for the rows `new` of `head` (float32, all rows): (shifts, direction, loss before, after, evaluations)."""
     n, lo, hi = hidden.shape[0], new.start, new.stop
     mean = hidden.mean(0)
     direction = mean / mean.dot(mean)
+    if hi == lo:  # no new rows: nothing to fit
+        return torch.zeros(0), direction, 0.0, 0.0, 0
     fixed = torch.cat([head[:lo], head[hi:]])
     fixed_lse = torch.cat([torch.logsumexp(hidden[i:i + CHUNK_ROWS] @ fixed.T, dim=1)
                            for i in range(0, n, CHUNK_ROWS)])
@@ -190,11 +192,11 @@ def calibrate(model_dir: Path, new: range, calibration_text: str | Path, max_tok
     head = model.get_output_embeddings().weight.detach().float()
     del model
     started = time.perf_counter()
-    shifts, direction, before, after, iterations = fit_shifts(hidden, targets, head, new, prior_std)
+    shifts, direction, before, after, evaluations = fit_shifts(hidden, targets, head, new, prior_std)
     return CalibrationResult(
         shifts=shifts, direction=direction, documents=used, tokens=len(targets),
         forward_flops=2.0 * parameters * len(targets), forward_seconds=forward_seconds,
-        fit_seconds=time.perf_counter() - started, fit_iterations=iterations,
+        fit_seconds=time.perf_counter() - started, fit_evaluations=evaluations,
         loss_before=before, loss_after=after,
     )
 

@@ -146,7 +146,8 @@ def run_compare(args: argparse.Namespace, prog: str) -> int:
 
     from kocpt.compare_report import build_report, write_report
 
-    report = build_report(section, reference, budget, shapes, plan, scores, [item.summary() for item in held_out])
+    report = build_report(section, reference, budget, shapes, plan, scores, [item.summary() for item in held_out],
+                          start_flops={arm.arm.name: arm.start_flops() for arm in arms})
     write_report(out, report)
     say(f"finished in {(time.time() - started) / 60:.1f} min; report: {out / 'compare.md'}")
     print(report["verdict"], flush=True)

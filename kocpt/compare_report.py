@@ -18,7 +18,10 @@ from stagekit.outputs import write_file_atomic
 TREND_POINTS = 3  # the gap's slope is fitted over the last this many points (step 0 excluded)
 
 
-def build_report(section, reference: str, budget: float, shapes: dict, plan: dict, scores: dict, held_out: list) -> dict:
+def build_report(section, reference: str, budget: float, shapes: dict, plan: dict, scores: dict, held_out: list,
+                 start_flops: dict | None = None) -> dict:
+    """`start_flops`: per arm, FLOPs spent making its starting rows (a calibrated LM head), reported beside
+    the training budget, not taken from it."""
     from evaluation.bpc import paired_difference
 
     arms = []
@@ -36,6 +39,7 @@ def build_report(section, reference: str, budget: float, shapes: dict, plan: dic
         korean_tokens_per_char = scores[arm.name][0]["korean"]["tokens_per_char"]
         arms.append({"name": arm.name, "expanded": arm.expanded, "tokenizer": arm.tokenizer, "init": arm.init,
                      "lm_head": arm.lm_head, "set": arm.set, "shape": shape.to_dict(), "points": points,
+                     "start_flops": (start_flops or {}).get(arm.name, 0.0),
                      "inference_flops_per_korean_char": shape.forward_flops_per_token * korean_tokens_per_char})
     by_name = {arm["name"]: arm for arm in arms}
     base = by_name[reference]
@@ -115,6 +119,11 @@ def markdown(report: dict) -> str:
         tokens_per_char = arm["points"][0]["korean"]["tokens_per_char"]
         lines.append(f"| {arm['name']} | {arm['shape']['flops_per_token'] / 1e6:,.3f} | {tokens_per_char:.3f} | "
                      f"{arm['inference_flops_per_korean_char'] / 1e6:,.3f} | {arm['inference_cost_ratio']:.2f}x |")
+    for arm in report["arms"]:
+        if arm.get("start_flops"):
+            lines.append(f"\n{arm['name']}'s starting rows cost {arm['start_flops']:.3g} FLOPs (the LM-head calibration's "
+                         f"forward pass: {arm['start_flops'] / report['budget_training_flops']:.1%} of the training budget, "
+                         "not taken from it).")
     lines += ["", report["verdict"], "", "![bits per character](bits_per_char.png)", "",
               "![inference cost](inference_cost.png)", ""]
     return "\n".join(lines)

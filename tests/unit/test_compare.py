@@ -76,8 +76,11 @@ def test_the_report_pairs_every_arm_with_the_reference_at_equal_flops():
     tokens = {"base": 470, "expanded": 270, "mean": 270}
     every = {name: {step: scores([value - step for value in nll[name]], tokens[name]) for step in [0, *plan[name]]}
              for name in nll}
-    report = build_report(config, "base", budget, shapes, plan, every, [])
+    report = build_report(config, "base", budget, shapes, plan, every, [], start_flops={"expanded": budget / 8})
     expanded = report["arms"][1]
+    # A calibrated LM head's forward pass is reported beside the budget, not taken from it.
+    assert expanded["start_flops"] == budget / 8 and report["arms"][2]["start_flops"] == 0.0
+    assert "expanded's starting rows cost" in markdown(report) and "12.5% of the training budget" in markdown(report)
     assert [gap["step"] for gap in expanded["gaps"]] == [0, *plan["expanded"]]
     assert expanded["gaps"][0]["korean"]["gap"] == pytest.approx(120 / math.log(2) / 420)
     assert expanded["gaps"][0]["english"] == {"gap": 0.0, "se": 0.0}

@@ -62,6 +62,7 @@ def test_a_strong_prior_keeps_shifts_near_zero():
     tight = fit_shifts(hidden, targets, head, range(10, 12), prior_std=0.001)[0]  # a^2 · 500 per token
     assert loose[1] > 3.0 and loose[0] < 0
     assert tight.abs().max() < 0.01
+    assert fit_shifts(hidden, targets, head, range(12, 12), prior_std=1.0)[0].numel() == 0  # no new rows: no fit
 
 
 def test_windows_start_with_bos_split_at_context_and_stop_at_the_token_budget():
