@@ -119,7 +119,7 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     init_std = float(hf.config.get("initializer_range", 0.02))
 
     def grown(name: str) -> torch.Tensor:
-        old = hf.read(embed_name if name == head_name and base_tied else name)  # untie: the head starts as the embedding
+        old = hf.read(embed_name if name == head_name and untie else name)  # untie: the head starts as the embedding
         out = torch.empty((padded_vocab, hidden), dtype=old.dtype)
         # Rows past the base tokenizer's ids (Qwen2's spare rows) are reached by no token: the merged
         # tokenizer's new ids take their places, and new rows are made for them like any others.
@@ -136,9 +136,9 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     def make_tensor(name: str) -> torch.Tensor:
         return grown(name) if name in (embed_name, head_name) else hf.read(name)
 
-    tensors = {name: info for name, info in hf.tensors.items() if not (base_tied and name == head_name)}
-    if not tied:
-        tensors[head_name] = embed if base_tied else hf.info(head_name)
+    tensors = dict(hf.tensors)
+    if untie:  # a head of its own, made from the embedding (a tied checkpoint may not store one)
+        tensors[head_name] = embed
     specs = [
         (name, (padded_vocab, hidden) if name in (embed_name, head_name) else info.shape, info.dtype)
         for name, info in sorted(tensors.items(), key=lambda kv: _hf_order(kv[0], embed_name))
