@@ -162,6 +162,27 @@ def activation_bytes_per_layer(shape: LlamaShape, seq: int, micro_batch: int, tp
     return replicated + split / tp
 
 
+def korean_inference_cost(run: RunConfig, shape: LlamaShape) -> dict:
+    """What the expansion saves at inference: Korean tokens per character of the merged and the base tokenizer
+    (the merge's report.json beside the tokenizer, measured on its --eval-korean text) and this model's forward
+    FLOPs per Korean character against the same model on the base vocabulary."""
+    report_path = Path(run.pretrain.tokenizer) / "report.json"
+    if not report_path.is_file():
+        return {"known": False, "why": f"no merge report at {report_path}"}
+    report = json.loads(report_path.read_text())
+    figures = next(iter((report.get("korean") or {}).values()), None)
+    if not figures:
+        return {"known": False, "why": f"{report_path} has no Korean figures (merge with --eval-korean FILE)"}
+    base_rows = (report.get("vocab") or {}).get("base_size") or shape.vocab_size
+    seq = run.pretrain.seq_length
+    forward = flops_per_token(shape, seq, shape.vocab_size) / 3  # 2 of the 6 FLOPs per parameter
+    base_forward = flops_per_token(shape, seq, base_rows) / 3
+    merged_tpc, base_tpc = figures["merged"]["tokens_per_char"], figures["base"]["tokens_per_char"]
+    return {"known": True, "report": str(report_path), "tokens_per_char": merged_tpc, "base_tokens_per_char": base_tpc,
+            "forward_flops_per_char": forward * merged_tpc, "base_forward_flops_per_char": base_forward * base_tpc,
+            "ratio": forward * merged_tpc / (base_forward * base_tpc)}
+
+
 def plan(run: RunConfig, cluster: Cluster, mfu_given: float | None = None, measured: str | None = None) -> dict:
     config = run.pretrain
     shape = model_shape(run)
@@ -224,6 +245,7 @@ def plan(run: RunConfig, cluster: Cluster, mfu_given: float | None = None, measu
                        "tokens_per_s_per_gpu": tokens_per_gpu_s, "tokens_per_s": tokens_per_gpu_s * gpus,
                        "step_time_s": step_time, "steps": steps, "tokens": steps * tokens_per_step,
                        "hours": steps * step_time / 3600, "gpu_hours": steps * step_time * gpus / 3600},
+        "korean_inference": korean_inference_cost(run, shape),
         "anchor": {"meta_llama2_7b_tokens_per_s_per_gpu": META_LLAMA2_7B_TOKENS_PER_GPU_S,
                    "meta_implied_mfu": meta_mfu,
                    "ours_vs_meta": tokens_per_gpu_s / META_LLAMA2_7B_TOKENS_PER_GPU_S},
@@ -251,11 +273,20 @@ def render(result: dict) -> str:
         f"{thr['tokens_per_s']:,.0f} tokens/s in total, {thr['step_time_s']:.2f} s/step",
         f"run        {thr['steps']:,} steps = {thr['tokens'] / 1e9:.1f}B tokens in {thr['hours']:.1f} h "
         f"({thr['gpu_hours']:,.0f} GPU-hours)",
+        korean_line(result["korean_inference"]),
         f"anchor     Meta's Llama-2-7B: {anc['meta_llama2_7b_tokens_per_s_per_gpu']:,.0f} tokens/s per A100 "
         f"(~{100 * anc['meta_implied_mfu']:.0f}% MFU by this FLOP count); this plan: "
         f"{100 * anc['ours_vs_meta']:.0f}% of that per GPU",
     ]
     return "\n".join(lines)
+
+
+def korean_line(cost: dict) -> str:
+    if not cost["known"]:
+        return f"Korean     inference cost per character unknown: {cost['why']}"
+    return (f"Korean     {cost['tokens_per_char']:.3f} tokens/char (the base tokenizer: {cost['base_tokens_per_char']:.3f}) -> "
+            f"{cost['ratio']:.2f}x the base vocabulary's forward FLOPs per Korean character "
+            f"({cost['forward_flops_per_char'] / 1e9:.1f} vs {cost['base_forward_flops_per_char'] / 1e9:.1f} GFLOP)")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -88,3 +88,22 @@ def test_the_default_measurement_file_is_read(tmp_path, capsys, monkeypatch):
 def test_bad_mfu_options_are_one_line_errors(capsys, args, message):
     code, _, err = run_plan(capsys, *args)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_the_korean_inference_cost_comes_from_the_merge_report(tmp_path, capsys):
+    tokenizer = tmp_path / "tokenizer"
+    tokenizer.mkdir()
+    _, out, _ = run_plan(capsys, f"--set=tokenizer={tokenizer}")
+    assert "Korean     inference cost per character unknown: no merge report at" in out
+    report = {"vocab": {"base_size": 32000, "size": 46000},
+              "korean": {"ko.txt": {"base": {"tokens_per_char": 1.5}, "merged": {"tokens_per_char": 0.6}}}}
+    (tokenizer / "report.json").write_text(json.dumps(report))
+    code, out, _ = run_plan(capsys, f"--set=tokenizer={tokenizer}", "--json", str(tmp_path / "p.json"))
+    cost = json.loads((tmp_path / "p.json").read_text())["korean_inference"]
+    from mcore_llama.shape import LlamaShape
+    from pretrain.flops import flops_per_token
+
+    shape = LlamaShape(46000, 4096, 11008, 32, 32, 32)  # configs/llama2-7b.yaml's model: section
+    expected = 0.6 * flops_per_token(shape, 4096, 46000) / (1.5 * flops_per_token(shape, 4096, 32000))
+    assert code == 0 and cost["ratio"] == pytest.approx(expected) and 0.4 < cost["ratio"] < 0.45
+    assert f"0.600 tokens/char (the base tokenizer: 1.500) -> {expected:.2f}x" in out
