@@ -183,7 +183,7 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
     step0 = {}
     for name, (model, tokenizer) in models.items():
         step0[name] = bits_per_char(model, tokenizer, texts, settings.context)
-        if name not in ("base", *CPT_ARMS) and not settings.keep_intermediate:
+        if name not in ("base", *settings.cpt_arms) and not settings.keep_intermediate:
             shutil.rmtree(model)  # scored; only the base and the CPT arms go on
     result = {"settings": {k: v for k, v in vars(settings).items() if k != "output"},
               "vocab": {"base": 49152, "expanded": new_vocab}, "step0": step0,
