@@ -169,20 +169,20 @@ def fit_shifts(hidden: torch.Tensor, targets: torch.Tensor, head: torch.Tensor, 
     return fitted, direction, before, after, evaluations
 
 
-def calibrate(model_dir: Path, new: range, calibration_text: str | Path, max_tokens: int, prior_std: float,
-              context: int = 512) -> CalibrationResult:
-    """Load the resized model at `model_dir` (its own tokenizer beside it) and fit the shifts of the rows `new`."""
+def calibrate(model_dir: Path, new: range, documents: list[str], source: str | Path, max_tokens: int,
+              prior_std: float, context: int = 512) -> CalibrationResult:
+    """Load the resized model at `model_dir` (its own tokenizer beside it) and fit the shifts of the rows `new`
+    on `documents` (read from `source`, which error messages name)."""
     from transformers import AutoModelForCausalLM
 
     from tokenizer.token_encoder import TokenEncoder
 
-    documents = read_calibration_documents(calibration_text)
     encoder = TokenEncoder.load(model_dir)
     # Encoded a batch at a time, lazily: a large file is read only as far as `max_tokens` needs.
     encoded = (ids for i in range(0, len(documents), 256) for ids in encoder.encode_batch(documents[i:i + 256]))
     windows, used = token_windows(encoded, encoder.bos_id, max_tokens, context)
     if not windows:
-        raise BadInput(f"{calibration_text}: the calibration text encodes to no tokens to predict")
+        raise BadInput(f"{source}: the calibration text encodes to no tokens to predict")
     started = time.perf_counter()
     # The stored dtype (bf16 for a 7B: half the memory of float32); the fit itself runs in float32.
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").eval()

@@ -88,8 +88,9 @@ def _say(line: str) -> None:
 def resize(config: ResizeJob, progress: bool = True) -> dict:
     config.validate()
     check_output(config.output, **output_rule(config))
-    if config.section.calibration_text:
-        read_calibration_documents(config.section.calibration_text)  # a bad file fails now, not after the resize
+    # Read once, before anything is written: a bad calibration file fails now, not after the resize.
+    calibration_documents = (read_calibration_documents(config.section.calibration_text)
+                             if config.section.calibration_text else None)
     started = time.perf_counter()
     hf = HFCheckpoint(config.model)
     try:
@@ -162,8 +163,9 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
         calibration = None
         if calibrated:  # the model is complete in `tmp`: fit the new output rows' shifts and write them over
-            calibration = calibrate(tmp, range(base_ids, new_vocab), config.section.calibration_text,
-                                    config.section.calibration_tokens, config.section.calibration_prior_std)
+            calibration = calibrate(tmp, range(base_ids, new_vocab), calibration_documents,
+                                    config.section.calibration_text, config.section.calibration_tokens,
+                                    config.section.calibration_prior_std)
             head = HFCheckpoint(tmp).read(head_name)
             head[base_ids:new_vocab] = calibrated_rows(head[base_ids:new_vocab], calibration)
             overwrite_tensor(tmp, head_name, head)
