@@ -24,7 +24,7 @@ class ResizeSection:
     seed: int = 0  # for init: random
     max_shard_size_mb: int = 2048
     untie: bool = False  # a tied base gets an LM head of its own (lm_head: calibrated implies it)
-    calibration_text: str | None = None  # lm_head: calibrated: UTF-8 text, one document per line
+    calibration_text: str | None = None  # lm_head: calibrated: text (one document per line), JSONL or a corpus output
     calibration_tokens: int = 16384  # positions of it the shifts are fitted on
     calibration_prior_std: float = 1.0  # σ of the Gaussian prior on each shift (logit units)
 

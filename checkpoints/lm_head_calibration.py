@@ -30,9 +30,15 @@ from pathlib import Path
 
 import torch
 
+from corpus.documents import read_documents
 from stagekit.errors import BadInput
 
 CHUNK_ROWS = 2048  # positions per chunk of the fit's loss and gradient
+
+
+def read_calibration_documents(path: str | Path) -> list[str]:
+    """The calibration text: a text file (one document per line), JSONL, or corpus shards / a corpus output."""
+    return read_documents(path, what="calibration text")
 
 
 @dataclass(frozen=True)
@@ -58,23 +64,6 @@ class CalibrationResult:
             "shift_min": round(float(self.shifts.min()), 4) if len(self.shifts) else None,
             "shift_max": round(float(self.shifts.max()), 4) if len(self.shifts) else None,
         }
-
-
-def read_calibration_documents(path: str | Path) -> list[str]:
-    """A UTF-8 text file, one document per non-empty line (the format of ko-train and `--input` text)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: calibration text not found") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: the calibration text must be a file (one document per line), not a directory") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: the calibration text is not UTF-8") from None
-    documents = [line.strip() for line in text.splitlines() if line.strip()]
-    if not documents:
-        raise BadInput(f"{path}: the calibration text holds no documents (it is empty)")
-    return documents
 
 
 def token_windows(encoded: Iterable[list[int]], bos_id: int, max_tokens: int, context: int

@@ -233,7 +233,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
              "a logit shift per new token fitted on --calibration-text (default mean)",
     )
     parser.add_argument("--calibration-text", type=Path,
-                        help="--lm-head calibrated: UTF-8 text, one document per line (not your evaluation text)")
+                        help="--lm-head calibrated: Korean text, one document per line (or JSONL, or a corpus output); not your "
+                             "evaluation text")
     parser.add_argument("--calibration-tokens", type=int, help="positions of it to fit on (default 16384)")
     parser.add_argument("--untie", action="store_true", default=None,
                         help="a tied base (SmolLM2, Llama-3.2) gets an LM head of its own; --lm-head calibrated implies it")

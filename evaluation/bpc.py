@@ -35,15 +35,14 @@ a window of N tokens holds ~3x more Korean characters for an expanded tokenizer,
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from corpus.documents import read_documents  # noqa: F401  (evaluation's reader of held-out text)
 from evaluation import BadInput
 
 
@@ -251,42 +250,3 @@ def score_texts(
         context=context, stride=stride, doc_nll_nats=doc_nll.tolist(), doc_characters=[len(t) for t in texts],
         windowed_documents=sum(1 for seq in sequences if len(seq) > context),
     )
-
-
-def read_documents(path: str | Path, max_documents: int | None = None) -> list[str]:
-    """Documents from a text file (one per line), JSONL with a "text" field, or corpus shards (.jsonl.zst)."""
-    path = Path(path)
-    if not path.exists():
-        raise BadInput(f"{path}: evaluation text not found")
-    documents: list[str] = []
-    try:
-        if path.is_dir() or path.name.endswith(".jsonl.zst"):
-            from corpus.shards import ShardError, iter_documents
-
-            try:
-                for record in iter_documents(path):
-                    documents.append(record["text"])
-                    if max_documents and len(documents) >= max_documents:
-                        break
-            except ShardError as exc:
-                raise BadInput(f"{path}: {exc}") from None
-        else:
-            with open(path, encoding="utf-8") as handle:
-                jsonl = path.suffix == ".jsonl"
-                for number, line in enumerate(handle, 1):
-                    line = line.rstrip("\n")
-                    if not line.strip():
-                        continue
-                    if jsonl:
-                        try:
-                            line = json.loads(line)["text"]
-                        except (json.JSONDecodeError, KeyError, TypeError):
-                            raise BadInput(f"{path}:{number}: not a JSON object with a \"text\" field") from None
-                    documents.append(line)
-                    if max_documents and len(documents) >= max_documents:
-                        break
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
-    if not documents:
-        raise BadInput(f"{path}: no documents")
-    return documents

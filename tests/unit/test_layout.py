@@ -76,7 +76,7 @@ MAY_IMPORT = {
     "mcore_llama": ("stagekit",),
     "tokenizer": ("stagekit", "corpus"),
     "pipelines": ("stagekit", "corpus", "tokenizer"),
-    "checkpoints": ("stagekit", "mcore_llama", "tokenizer"),
+    "checkpoints": ("stagekit", "mcore_llama", "corpus", "tokenizer"),
     "pretrain": ("stagekit", "mcore_llama", "tokenizer"),
     "evaluation": ("stagekit", "corpus", "tokenizer"),
     "serving": ("stagekit", "mcore_llama", "tokenizer"),

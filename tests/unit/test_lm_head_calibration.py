@@ -175,3 +175,19 @@ def test_untie_on_an_untied_base_changes_nothing(work, tmp_path, capsys):
     a, b = HFCheckpoint(tmp_path / "a"), HFCheckpoint(tmp_path / "b")
     assert all(torch.equal(a.read(name), b.read(name)) for name in b.tensors)
     assert json.loads((tmp_path / "a" / "resize_report.json").read_text())["untied"] is False
+
+
+def test_the_calibration_text_may_be_jsonl_or_a_corpus_output(tmp_path):
+    from checkpoints.lm_head_calibration import read_calibration_documents
+    from corpus.shards import write_texts_as_corpus
+    from stagekit.errors import BadInput
+
+    texts = ["첫 번째 문서입니다.", "두 번째 문서", "세 번째"]
+    write_texts_as_corpus(tmp_path / "corpus", texts, 2, "test")
+    assert sorted(read_calibration_documents(tmp_path / "corpus")) == sorted(texts)
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts))
+    assert read_calibration_documents(tmp_path / "docs.jsonl") == texts
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(BadInput) as refused:  # a folder that is not a corpus output: one line, naming it
+        read_calibration_documents(tmp_path / "plain")
+    assert str(tmp_path / "plain") in str(refused.value) and "\n" not in str(refused.value)
