@@ -16,23 +16,23 @@ Prints a table, writes JSON. A model's quality is measured elsewhere (benchmarks
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.result_file import write_result
 from stagekit.paths import KO_HELDOUT, REPO
 
 PROMPT = "서울의 봄은 언제나 짧다. 벚꽃이 피었다가 지는 동안 사람들은"
 
 
 def export_gguf(model: Path, out: Path, outtype: str) -> Path:
+    """Exported anew every run: a GGUF kept from an earlier run may be of another model."""
     from serving.gguf_export import export
 
-    if not out.is_file():
-        export(model, out, outtype=outtype)
+    export(model, out, outtype=outtype, overwrite=True)
     return out
 
 
@@ -102,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=128, help="tokens generated (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="(default %(default)s; the median is kept)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="(default: every core)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/kocpt-serving-speed"), help="the GGUF files (reused)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kocpt-serving-speed"), help="where the GGUF files go")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "serving-speed.json")
     args = parser.parse_args(argv)
 
     from checkpoints.smollm2 import smollm2_hf_dir
     from evaluation.bpc import read_documents
     from serving.gguf_check import llama_cpp_available
+    from serving import BadInput  # the export's own bad-input error (serving/__init__.py)
 
     if not llama_cpp_available():
         parser.error("llama-cpp-python is not installed: pip install 'kocpt[gguf]' (built from source: minutes)")
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     documents = read_documents(KO_HELDOUT, args.documents)
     models = {}
     for name, model in (("unexpanded", base), ("expanded", args.expanded)):
-        gguf = export_gguf(model, args.work / f"{name}-{args.outtype}.gguf", args.outtype)
+        try:
+            gguf = export_gguf(model, args.work / f"{name}-{args.outtype}.gguf", args.outtype)
+        except BadInput as exc:
+            parser.error(str(exc))
         models[name] = measure(gguf, documents, args.new_tokens, args.repeats, args.threads)
         print(f"{name}: {models[name]['prompt_chars_per_s']:,.0f} prompt chars/s, "
               f"{models[name]['generation_chars_per_s']:,.1f} generated chars/s", flush=True)
@@ -127,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                    "generation": models["expanded"]["generation_chars_per_s"] / models["unexpanded"]["generation_chars_per_s"]},
     }
     print(table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_result(args.output, result)
     print(f"wrote {args.output}")
     return 0
 
