@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from benchmarks.result_file import write_result
 from benchmarks.corpus_step_costs import minhash_throughput, step_costs
 from benchmarks.corpus_synthetic import SyntheticSpec, build_large_input, input_size
 from benchmarks.datatrove_minhash import evaluate_datatrove, run_datatrove
@@ -228,7 +229,7 @@ def scale(args: argparse.Namespace) -> int:
             shutil.rmtree(output, ignore_errors=True)
         if args.delete_inputs and gigabytes >= 1:
             shutil.rmtree(folder, ignore_errors=True)
-        _write_json(out, results)
+        write_result(out, results)
     sizes = results["sizes"]
     if len(sizes) >= 2:
         x = np.array([entry["mb"] / 1000 for entry in sizes])
@@ -237,7 +238,7 @@ def scale(args: argparse.Namespace) -> int:
         results["rss_slope_gb_per_input_gb"] = round(float(slope), 3)
         results["rss_intercept_gb"] = round(float(intercept), 3)
     results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    _write_json(out, results)
+    write_result(out, results)
     header = (f"{'input GB':>8} {'docs':>10} {'sec':>7} {'docs/s':>7} {'MB/s':>5} {'MB/cpu-s':>8} {'peak RSS GB':>11} "
               f"{'recall':>6} {'prec':>6} {'other':>5}")
     print("\n" + header + "\n" + "-" * len(header))
@@ -250,13 +251,6 @@ def scale(args: argparse.Namespace) -> int:
               f"(least squares over {len(sizes)} sizes); {workers} workers, 8 shards, process tree polled every 0.2 s")
     print(f"\nwrote {out}")
     return 0
-
-
-def _write_json(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def print_table(results: dict) -> None:

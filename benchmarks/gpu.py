@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks.result_file import write_result
+
 HERE = Path(__file__).resolve().parent
 
 DEFAULT_OUTPUT = HERE / "results" / "gpu.json"
@@ -210,13 +212,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, result: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def csv_ints(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -299,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": rows or [],
         "seconds": time.perf_counter() - started,
     }
-    write_json(args.output, result)
+    write_result(args.output, result)
     print(table(result))
     print(f"wrote {args.output} ({result['seconds']:.0f}s)")
     failed = [item["name"] for item in result["checks"] if not item["passed"]]

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 
+from benchmarks.result_file import write_result
 from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, REPO
 
 PYTHON = sys.executable
@@ -277,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_pipeline(args.work, args)
     result["seconds"] = time.perf_counter() - started
     print(table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(args.output, result)
     print(f"wrote {args.output}")
     return 0
 
