@@ -32,6 +32,9 @@ def pytest_configure(config):
     since transformers, datasets and lm-eval read it at import."""
     for name in OFFLINE:
         os.environ[name] = "1"
+    # matplotlib builds its font cache on first use by running fc-list: once per machine, here, not inside
+    # whichever fast-tier test plots first (which the hermetic guard below would fail on a fresh machine).
+    import matplotlib.font_manager  # noqa: F401
 
 
 def pytest_collection_modifyitems(items):
