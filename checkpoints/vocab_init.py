@@ -27,6 +27,8 @@ import torch
 
 INIT_METHODS = ("fvt", "mean", "random")
 LM_HEAD_METHODS = ("mean", "first", "calibrated")
+# New input rows: the init method's, or those trained by checkpoints/token_distillation.py after it.
+INPUT_ROW_METHODS = ("init", "distilled")
 
 
 @dataclass(frozen=True)

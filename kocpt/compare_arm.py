@@ -72,11 +72,14 @@ class Arm:
         return self.root / "resized" if self.arm.expanded else self.base_model
 
     def start_flops(self) -> float:
-        """FLOPs spent making the starting rows (resize's LM-head calibration forward pass; 0 for the others)."""
+        """FLOPs spent making the starting rows (resize's LM-head calibration forward pass and input-row
+        distillation; 0 for the others)."""
         report = self.initial_model / "resize_report.json"
         if not (self.arm.expanded and report.is_file()):
             return 0.0
-        return float((json.loads(report.read_text()).get("calibration") or {}).get("forward_flops", 0.0))
+        fits = json.loads(report.read_text())
+        return float((fits.get("calibration") or {}).get("forward_flops", 0.0)
+                     + (fits.get("distillation") or {}).get("flops", 0.0))
 
     @property
     def megatron_init(self) -> Path:

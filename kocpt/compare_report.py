@@ -20,7 +20,7 @@ TREND_POINTS = 3  # the gap's slope is fitted over the last this many points (st
 
 def build_report(section, reference: str, budget: float, shapes: dict, plan: dict, scores: dict, held_out: list,
                  start_flops: dict | None = None) -> dict:
-    """`start_flops`: per arm, FLOPs spent making its starting rows (a calibrated LM head), reported beside
+    """`start_flops`: per arm, FLOPs spent making its starting rows (a calibrated LM head, distilled input rows), reported beside
     the training budget, not taken from it."""
     from evaluation.bpc import paired_difference
 
@@ -122,8 +122,8 @@ def markdown(report: dict) -> str:
     for arm in report["arms"]:
         if arm.get("start_flops"):
             lines.append(f"\n{arm['name']}'s starting rows cost {arm['start_flops']:.3g} FLOPs (the LM-head calibration's "
-                         f"forward pass: {arm['start_flops'] / report['budget_training_flops']:.1%} of the training budget, "
-                         "not taken from it).")
+                         "forward pass, the input-row distillation: "
+                         f"{arm['start_flops'] / report['budget_training_flops']:.1%} of the training budget, not taken from it).")
     lines += ["", report["verdict"], "", "![bits per character](bits_per_char.png)", "",
               "![inference cost](inference_cost.png)", ""]
     return "\n".join(lines)

@@ -80,3 +80,15 @@ class ByteLevelEncoder:
             else:  # an added plain-text token (not in the byte alphabet)
                 lengths[token_id] = len(token)
         return lengths
+
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes each id contributes to decoded text; special tokens 0."""
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        alphabet = set(bytes_to_unicode().values())
+        specials = {t.content for t in self.processor.get_added_tokens_decoder().values() if t.special}
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, token_id in self.processor.get_vocab(with_added_tokens=True).items():
+            if token not in specials:  # one alphabet character per byte; an added plain-text token as written
+                lengths[token_id] = len(token) if all(c in alphabet for c in token) else len(token.encode("utf-8"))
+        return lengths

@@ -60,15 +60,20 @@ class SentencePieceEncoder:
 
     def char_lengths(self) -> np.ndarray:
         """Characters each id contributes to decoded text (control ids 0, UTF-8 lead bytes 1)."""
+        return self._lengths(len, lambda value: 0 if 0x80 <= value < 0xC0 else 1)
+
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes each id contributes to decoded text (control ids 0, byte pieces 1)."""
+        return self._lengths(lambda text: len(text.encode("utf-8")), lambda value: 1)
+
+    def _lengths(self, of_text, of_byte) -> np.ndarray:
+        """Per id: `of_text` of its text ("▁" as a space), `of_byte` of a byte piece's value ("<0xE3>")."""
         processor = self.processor
         lengths = np.zeros(processor.GetPieceSize(), dtype=np.int64)
         for piece_id in range(processor.GetPieceSize()):
             if processor.IsControl(piece_id) or processor.IsUnknown(piece_id):
                 continue
             piece = processor.IdToPiece(piece_id)
-            if processor.IsByte(piece_id):  # "<0xE3>": one character per UTF-8 lead byte
-                value = int(piece[3:-1], 16)
-                lengths[piece_id] = 0 if 0x80 <= value < 0xC0 else 1
-            else:
-                lengths[piece_id] = len(piece.replace("\u2581", " "))
+            lengths[piece_id] = (of_byte(int(piece[3:-1], 16)) if processor.IsByte(piece_id)
+                                 else of_text(piece.replace("\u2581", " ")))
         return lengths

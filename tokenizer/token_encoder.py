@@ -39,6 +39,9 @@ class TokenEncoder(Protocol):
     def char_lengths(self) -> np.ndarray:
         """Characters each id contributes to decoded text."""
 
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes each id contributes to decoded text (where two tokenizations of one text line up)."""
+
     @staticmethod
     def load(path: str | Path) -> TokenEncoder:
         """The encoder of a tokenizer directory or file, of whichever family it is."""

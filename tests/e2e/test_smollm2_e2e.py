@@ -35,7 +35,8 @@ def test_smollm2_expanded_resized_trained_at_tp3_exported_and_evaluated(tmp_path
                                           "--train-lines", "900", "--context", "128", "--lr", "3e-4",
                                           "--english-replay", "0", "--eval-interval", "0", "--eval-iters", "1",
                                           "--tensor-parallel", "3", "--cpt-arms", "fvt", "unexpanded",
-                                          "--calibration-lines", "300", "--calibration-tokens", "2048"])
+                                          "--calibration-lines", "300", "--calibration-tokens", "2048",
+                                          "--distillation-tokens", "1024", "--distillation-epochs", "1"])
     result = run_pipeline(tmp_path, settings)
     print(table(result))
     step0, after = result["step0"], result["after_cpt"]
@@ -44,10 +45,16 @@ def test_smollm2_expanded_resized_trained_at_tp3_exported_and_evaluated(tmp_path
     assert abs(step0["fvt"]["english"]["bpc"] / base["english"]["bpc"] - 1) <= 0.01, step0
     # Korean is cut into fewer tokens, and every init is reported
     assert step0["fvt"]["korean"]["tokens_per_char"] < 0.5 * base["korean"]["tokens_per_char"]
-    assert set(step0) == {"base", "fvt", "mean", "random", "calibrated", "untied", "hf-default"}
+    assert set(step0) == {"base", "fvt", "mean", "random", "calibrated", "untied", "distilled", "distilled-calibrated",
+                          "hf-default"}
     # FVT starts closer to the base's Korean than random rows do; calibrated output rows closer still
     assert step0["calibrated"]["korean"]["bpc"] < step0["fvt"]["korean"]["bpc"] < step0["random"]["korean"]["bpc"]
     assert result["calibration"]["tokens"] == 2048
+    # Distilled input rows bring the held-out hidden states closer to the base's reading; with the calibrated head
+    # on top, Korean starts closer to the base than FVT
+    distillation = result["distillation"]
+    assert distillation["relative_error_after"] < distillation["relative_error_before"], distillation
+    assert step0["distilled-calibrated"]["korean"]["bpc"] < step0["fvt"]["korean"]["bpc"]
     # An LM head of its own that starts as the embedding gives the tied model's predictions exactly
     assert step0["untied"]["korean"]["bpc"] == pytest.approx(step0["fvt"]["korean"]["bpc"], abs=1e-6)
     # both models trained and came back; the expanded one's loss falls over the short run

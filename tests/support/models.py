@@ -7,13 +7,14 @@ The exported-style directory is what `kocpt checkpoints convert` hands to users:
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import torch
 
 from checkpoints.tiny_llama import tiny_llama_config
-from stagekit.paths import LLAMA2_TOKENIZER
+from stagekit.paths import EN_HELDOUT, LLAMA2_TOKENIZER
 
 
 def write_llama2_hf_tokenizer(directory: Path) -> Path:
@@ -72,3 +73,39 @@ def fast_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]):
 
     backend = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def byte_level_dir(directory: Path, pre_tokenizer: str = "ByteLevel") -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    english = [line for line in EN_HELDOUT.read_text(encoding="utf-8").splitlines() if line.strip()][:200]
+    tokenizer = Tokenizer(models.BPE())
+    if pre_tokenizer == "ByteLevel":
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(english, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if pre_tokenizer == "ByteLevel" else []))
+    directory.mkdir(parents=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}), encoding="utf-8")
+    return directory
+
+
+def llama2_tokenizer_with(directory: Path, pieces: list[str], score: float | None = None) -> Path:
+    """A merged tokenizer as resize reads it: the real Llama-2 tokenizer.model with `pieces` appended, scored
+    below every old piece (None) or at `score` (0.0: above them all, so they are read wherever they fit)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(LLAMA2_TOKENIZER.read_bytes())
+    lowest = min(p.score for p in proto.pieces)
+    for k, piece in enumerate(pieces):
+        proto.pieces.add(piece=piece, score=lowest - 1 - k if score is None else score,
+                         type=pb.ModelProto.SentencePiece.NORMAL)
+    directory.mkdir(parents=True)
+    (directory / "tokenizer.model").write_bytes(proto.SerializeToString())
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    return directory

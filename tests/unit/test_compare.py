@@ -92,6 +92,28 @@ def test_the_report_pairs_every_arm_with_the_reference_at_equal_flops():
 # ------------------------------------------------------------------------------ fast: bad input, one line
 
 
+
+def test_an_arms_start_flops_are_its_fits_from_the_resize_report(tmp_path):
+    """Resize's LM-head calibration forward pass and input-row distillation, summed; the base arm spent none."""
+    import json
+
+    from kocpt.compare_arm import Arm
+    from kocpt.compare_config import ArmSection
+
+    def arm(section: ArmSection) -> Arm:
+        return Arm(section, tmp_path / section.name, tmp_path / "config.yaml", [], tmp_path / "base-model",
+                   tmp_path / "base-tokenizer", tmp_path / "corpus", [], say=print)
+
+    expanded = arm(ArmSection(name="expanded", tokenizer="tok"))
+    assert expanded.start_flops() == 0.0  # not resized yet
+    expanded.initial_model.mkdir(parents=True)
+    (expanded.initial_model / "resize_report.json").write_text(json.dumps(
+        {"calibration": {"forward_flops": 2.5e12}, "distillation": {"flops": 1.5e13}}))
+    assert expanded.start_flops() == 1.75e13
+    (expanded.initial_model / "resize_report.json").write_text(json.dumps({"calibration": None, "distillation": None}))
+    assert expanded.start_flops() == 0.0
+    assert arm(ArmSection(name="base")).start_flops() == 0.0
+
 def run_compare(capsys, *argv: str) -> tuple[int, str]:
     code = run_main(compare_main, list(argv), prog="kocpt compare")
     return code, capsys.readouterr().err

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-from sentencepiece import sentencepiece_model_pb2 as pb
 
 from checkpoints.config import ResizeSection
 from checkpoints.lm_head_calibration import fit_shifts, token_windows
@@ -16,6 +15,7 @@ from checkpoints.resize import ResizeJob, main, resize
 from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER
+from tests.support.models import llama2_tokenizer_with
 
 # Pieces the Llama-2 tokenizer reaches once added (each merge's parts are pieces): common in Korean text.
 NEW_PIECES = ["니다", "하는", "▁있는", "▁있다", "에서", "으로"]
@@ -76,15 +76,7 @@ def test_windows_start_with_bos_split_at_context_and_stop_at_the_token_budget():
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("calibration")
-    proto = pb.ModelProto()
-    proto.ParseFromString(LLAMA2_TOKENIZER.read_bytes())
-    lowest = min(p.score for p in proto.pieces)
-    for k, piece in enumerate(NEW_PIECES):
-        proto.pieces.add(piece=piece, score=lowest - 1 - k, type=pb.ModelProto.SentencePiece.NORMAL)
-    merged = root / "merged"
-    merged.mkdir()
-    (merged / "tokenizer.model").write_bytes(proto.SerializeToString())
-    (merged / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    merged = llama2_tokenizer_with(root / "merged", NEW_PIECES)
     config = tiny_llama_config(vocab_size=32000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                num_attention_heads=2, tie_word_embeddings=True)
     model = write_tiny_llama(root / "tied", config)

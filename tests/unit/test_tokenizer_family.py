@@ -12,33 +12,14 @@ import json
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 from stagekit.errors import BadInput
-from stagekit.paths import EN_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
+from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER
+from tests.support.models import byte_level_dir
 from tokenizer.family import BYTE_LEVEL, SENTENCEPIECE, family_of
 from tokenizer.token_encoder import TokenEncoder
-
-
-def byte_level_dir(directory: Path, pre_tokenizer: str = "ByteLevel") -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    english = [line for line in EN_HELDOUT.read_text(encoding="utf-8").splitlines() if line.strip()][:200]
-    tokenizer = Tokenizer(models.BPE())
-    if pre_tokenizer == "ByteLevel":
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tokenizer.decoder = decoders.ByteLevel()
-    else:
-        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(english, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if pre_tokenizer == "ByteLevel" else []))
-    directory.mkdir(parents=True)
-    tokenizer.save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}), encoding="utf-8")
-    return directory
 
 
 def test_each_path_form_has_one_family(tmp_path):
