@@ -188,8 +188,12 @@ def distill_input_rows(model, windows: list[Window], new: range, epochs: int, le
     rows = table[new.start:new.stop].detach().float().clone().requires_grad_(True)
 
     def student_loss(window: Window) -> torch.Tensor:
-        full = torch.cat([table[:new.start], rows.to(table.dtype), table[new.stop:]])
-        embedded = torch.nn.functional.embedding(torch.tensor([window.merged_ids], device=device), full)
+        # The frozen table's rows, with the trained ones at new ids (no copy of the whole table per step).
+        ids = torch.tensor([window.merged_ids], device=device)
+        embedded = torch.nn.functional.embedding(ids, table)
+        if len(new):
+            is_new = ((ids >= new.start) & (ids < new.stop))[..., None]
+            embedded = torch.where(is_new, rows[(ids - new.start).clamp(0, len(new) - 1)].to(table.dtype), embedded)
         states = decoder(inputs_embeds=embedded).last_hidden_state
         return torch.nn.functional.mse_loss(states[0, window.merged_positions].float(), targets[id(window)])
 

@@ -67,6 +67,15 @@ class ByteLevelEncoder:
 
     def char_lengths(self) -> np.ndarray:
         """Characters each id contributes: UTF-8 lead bytes of its bytes; special tokens 0."""
+        return self._lengths(lambda data: sum(1 for byte in data if not 0x80 <= byte < 0xC0), len)
+
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes each id contributes to decoded text; special tokens 0."""
+        return self._lengths(len, lambda text: len(text.encode("utf-8")))
+
+    def _lengths(self, of_bytes, of_text) -> np.ndarray:
+        """Per id: `of_bytes` of the bytes a token in GPT-2's byte alphabet stands for, `of_text` of an added
+        plain-text token (not in that alphabet); special tokens 0."""
         from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2's byte alphabet
 
         byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
@@ -75,20 +84,6 @@ class ByteLevelEncoder:
         for token, token_id in self.processor.get_vocab(with_added_tokens=True).items():
             if token in specials:
                 continue
-            if all(c in byte_of for c in token):
-                lengths[token_id] = sum(1 for c in token if not 0x80 <= byte_of[c] < 0xC0)
-            else:  # an added plain-text token (not in the byte alphabet)
-                lengths[token_id] = len(token)
-        return lengths
-
-    def byte_lengths(self) -> np.ndarray:
-        """UTF-8 bytes each id contributes to decoded text; special tokens 0."""
-        from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-        alphabet = set(bytes_to_unicode().values())
-        specials = {t.content for t in self.processor.get_added_tokens_decoder().values() if t.special}
-        lengths = np.zeros(self.vocab_size, dtype=np.int64)
-        for token, token_id in self.processor.get_vocab(with_added_tokens=True).items():
-            if token not in specials:  # one alphabet character per byte; an added plain-text token as written
-                lengths[token_id] = len(token) if all(c in alphabet for c in token) else len(token.encode("utf-8"))
+            in_alphabet = all(c in byte_of for c in token)
+            lengths[token_id] = of_bytes([byte_of[c] for c in token]) if in_alphabet else of_text(token)
         return lengths
