@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from checkpoints.tiny_llama import tiny_llama_config
-from stagekit.paths import EN_HELDOUT, LLAMA2_TOKENIZER
+from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
+from stagekit.paths import EN_HELDOUT, KO_TRAIN, LLAMA2_TOKENIZER
 
 
 def write_llama2_hf_tokenizer(directory: Path) -> Path:
@@ -109,3 +109,19 @@ def llama2_tokenizer_with(directory: Path, pieces: list[str], score: float | Non
     (directory / "tokenizer.model").write_bytes(proto.SerializeToString())
     (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
     return directory
+
+
+def tied_llama2_resize_inputs(root: Path, pieces: list[str], layers: int, text_lines: int,
+                              score: float | None = None) -> dict:
+    """What resize's fits read, tiny: a tied Llama with Llama-2's vocabulary and tokenizer (`root/tied`), a
+    merged tokenizer adding `pieces` (llama2_tokenizer_with), and the first `text_lines` lines of ko-train's
+    news comments as their text."""
+    merged = llama2_tokenizer_with(root / "merged", pieces, score=score)
+    config = tiny_llama_config(vocab_size=32000, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                               num_attention_heads=2, tie_word_embeddings=True)
+    model = write_tiny_llama(root / "tied", config)
+    shutil.copy(LLAMA2_TOKENIZER, model / "tokenizer.model")
+    text = root / "korean.txt"
+    with open(KO_TRAIN / "news_comments.txt", encoding="utf-8") as handle:
+        text.write_text("".join(line for _, line in zip(range(text_lines), handle)), encoding="utf-8")
+    return {"root": root, "merged": merged, "model": model, "text": text}

@@ -14,8 +14,8 @@ from checkpoints.lm_head_calibration import fit_shifts, token_windows
 from checkpoints.resize import ResizeJob, main, resize
 from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
 from mcore_llama.hf_checkpoint import HFCheckpoint
-from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER
-from tests.support.models import llama2_tokenizer_with
+from stagekit.paths import LLAMA2_TOKENIZER
+from tests.support.models import tied_llama2_resize_inputs
 
 # Pieces the Llama-2 tokenizer reaches once added (each merge's parts are pieces): common in Korean text.
 NEW_PIECES = ["니다", "하는", "▁있는", "▁있다", "에서", "으로"]
@@ -75,16 +75,7 @@ def test_windows_start_with_bos_split_at_context_and_stop_at_the_token_budget():
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    root = tmp_path_factory.mktemp("calibration")
-    merged = llama2_tokenizer_with(root / "merged", NEW_PIECES)
-    config = tiny_llama_config(vocab_size=32000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                               num_attention_heads=2, tie_word_embeddings=True)
-    model = write_tiny_llama(root / "tied", config)
-    shutil.copy(LLAMA2_TOKENIZER, model / "tokenizer.model")
-    text = root / "calibration.txt"
-    with open(KO_TRAIN / "news_comments.txt", encoding="utf-8") as handle:
-        text.write_text("".join(line for _, line in zip(range(200), handle)), encoding="utf-8")
-    return {"root": root, "merged": merged, "model": model, "text": text}
+    return tied_llama2_resize_inputs(tmp_path_factory.mktemp("calibration"), NEW_PIECES, layers=1, text_lines=200)
 
 
 def test_calibrated_resize_unties_writes_the_fitted_rows_and_lowers_the_loss(work):

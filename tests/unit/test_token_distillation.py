@@ -19,7 +19,7 @@ from checkpoints.tiny_llama import tiny_llama_config, write_tiny_llama
 from checkpoints.token_distillation import aligned_boundaries, cut_windows, distillation_windows, split_windows
 from mcore_llama.hf_checkpoint import HFCheckpoint
 from stagekit.paths import KO_TRAIN, LLAMA2_TOKENIZER
-from tests.support.models import byte_level_dir, llama2_tokenizer_with
+from tests.support.models import byte_level_dir, tied_llama2_resize_inputs
 from tokenizer.token_encoder import TokenEncoder
 
 NEW_PIECES = ["▁아", "▁이", "▁문", "하는", "▁나", "▁그"]  # pairs of Llama-2 pieces, common in the text
@@ -47,16 +47,9 @@ def test_windows_cut_at_boundaries_within_the_context():
 
 @pytest.fixture(scope="module")
 def sentencepiece_work(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distillation")
-    merged = llama2_tokenizer_with(root / "merged", NEW_PIECES, score=0.0)  # read wherever they fit
-    config = tiny_llama_config(vocab_size=32000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                               num_attention_heads=2, tie_word_embeddings=True)
-    model = write_tiny_llama(root / "tied", config)
-    shutil.copy(LLAMA2_TOKENIZER, model / "tokenizer.model")
-    text = root / "korean.txt"
-    with open(KO_TRAIN / "news_comments.txt", encoding="utf-8") as handle:
-        text.write_text("".join(line for _, line in zip(range(120), handle)), encoding="utf-8")
-    return {"root": root, "merged": merged, "model": model, "text": text}
+    # score 0.0: the new pieces are read wherever they fit
+    return tied_llama2_resize_inputs(tmp_path_factory.mktemp("distillation"), NEW_PIECES, layers=2, text_lines=120,
+                                     score=0.0)
 
 
 def _documents(path) -> list[str]:
