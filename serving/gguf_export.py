@@ -47,20 +47,27 @@ def llama_cpp_sources(cache: Path | None = None) -> Path:
     return target
 
 
+def llama_cpp_sdist(directory: Path) -> Path:
+    """The pinned llama-cpp-python sdist (llama.cpp's sources vendored), downloaded by pip into `directory`."""
+    result = subprocess.run([sys.executable, "-m", "pip", "download", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
+                             "--no-binary", ":all:", "--no-deps", "--quiet", "-d", str(directory)],
+                            capture_output=True, text=True)
+    archives = list(Path(directory).glob("llama_cpp_python-*.tar.gz"))
+    if result.returncode != 0 or not archives:
+        last = (result.stderr.strip().splitlines() or ["no archive"])[-1]
+        raise BadInput(f"cannot fetch llama-cpp-python {LLAMA_CPP_PYTHON} with pip ({last}); "
+                       "pass --llama-cpp DIR, a llama.cpp checkout")
+    return archives[0]
+
+
 def _fetch_sources(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama.cpp-") as tmp:
         print(f"fetching llama-cpp-python {LLAMA_CPP_PYTHON}'s sdist for llama.cpp's converter (once; cached in {target})",
               flush=True)
-        result = subprocess.run([sys.executable, "-m", "pip", "download", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
-                                 "--no-binary", ":all:", "--no-deps", "--quiet", "-d", tmp], capture_output=True, text=True)
-        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        if result.returncode != 0 or not archives:
-            last = (result.stderr.strip().splitlines() or ["no archive"])[-1]
-            raise BadInput(f"cannot fetch llama-cpp-python {LLAMA_CPP_PYTHON} with pip ({last}); "
-                           "pass --llama-cpp DIR, a llama.cpp checkout")
-        prefix = f"{archives[0].name[: -len('.tar.gz')]}/vendor/llama.cpp/"
+        sdist = llama_cpp_sdist(Path(tmp))
+        prefix = f"{sdist.name[: -len('.tar.gz')]}/vendor/llama.cpp/"
         unpacked = Path(tmp) / "llama.cpp"
-        with tarfile.open(archives[0]) as archive:
+        with tarfile.open(sdist) as archive:
             members = [m for m in archive.getmembers() if m.name.startswith(prefix)
                        and any(m.name[len(prefix):].startswith(s) for s in _SOURCES)]
             for member in members:

@@ -258,8 +258,11 @@ def test_ctrl_c_on_the_corpus_job_cleans_up_and_says_so_in_one_line(tmp_path):
     # the faster job finished before it (2026-12-07).
     big.write_text("\n".join(lines * max(1, 200_000 // max(len(lines), 1))) + "\n", encoding="utf-8")
     output = tmp_path / "corpus"
+    # SIGINT as a terminal's foreground job has it, whoever started pytest: a shell starts a background job
+    # (`pytest ... &`) with SIGINT ignored, its children inherit that, and Ctrl-C would then do nothing.
     process = subprocess.Popen([KOCPT, "corpus", "--input", str(big), "--output", str(output), "--direct_num_workers=1"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not list(tmp_path.glob("corpus.tmp-*")) and process.poll() is None and time.time() < deadline:
