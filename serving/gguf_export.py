@@ -64,16 +64,20 @@ def _fetch_sources(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama.cpp-") as tmp:
         print(f"fetching llama-cpp-python {LLAMA_CPP_PYTHON}'s sdist for llama.cpp's converter (once; cached in {target})",
               flush=True)
-        sdist = llama_cpp_sdist(Path(tmp))
-        prefix = f"{sdist.name[: -len('.tar.gz')]}/vendor/llama.cpp/"
-        unpacked = Path(tmp) / "llama.cpp"
-        with tarfile.open(sdist) as archive:
-            members = [m for m in archive.getmembers() if m.name.startswith(prefix)
-                       and any(m.name[len(prefix):].startswith(s) for s in _SOURCES)]
-            for member in members:
-                member.name = member.name[len(prefix):]
-            archive.extractall(unpacked, members=members, filter="data")
-        unpacked.rename(target)
+        root = unpack_llama_cpp_sdist(llama_cpp_sdist(Path(tmp)), Path(tmp) / "unpacked",
+                                      [f"vendor/llama.cpp/{source}" for source in _SOURCES])
+        (root / "vendor" / "llama.cpp").rename(target)
+
+
+def unpack_llama_cpp_sdist(sdist: Path, directory: Path, paths: list[str]) -> Path:
+    """The sdist's files under `paths` (from its root; a trailing / for a folder) unpacked into `directory`;
+    returns the sdist's root folder there."""
+    root = sdist.name[: -len(".tar.gz")]
+    wanted = tuple(f"{root}/{path}" for path in paths)
+    with tarfile.open(sdist) as archive:
+        members = [member for member in archive.getmembers() if member.name.startswith(wanted)]
+        archive.extractall(directory, members=members, filter="data")
+    return directory / root
 
 
 def converter(llama_cpp: str | Path | None) -> tuple[Path, Path]:

@@ -1,11 +1,11 @@
 """llama-cpp-python for the tests: from the environment, or built once from the pinned sdist into kocpt's
-cache (about 1.5 minutes on two cores the first time).
+cache (under 2 minutes on two cores the first time).
 
 Built here rather than by `pip install llama-cpp-python`: the tests load only libllama and its ggml
 libraries, and pip's build also compiles llama.cpp's `common` library (forced on by llama-cpp-python's
 CMakeLists) and more. Measured on this machine's 2 cores: pip's build ~250 s and ~8 CPU-minutes, this one
-~96 s and ~3 CPU-minutes, on every clean CI machine. The Python package is the sdist's own `llama_cpp/`,
-unchanged; it finds the libraries in `llama_cpp/lib`, as in a wheel.
+~105 s (download included) and ~3 CPU-minutes, on every clean CI machine. The Python package is the sdist's
+own `llama_cpp/`, unchanged; it finds the libraries in `llama_cpp/lib`, as in a wheel.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
-from serving.gguf_export import LLAMA_CPP_PYTHON, llama_cpp_sdist
+from serving.gguf_export import LLAMA_CPP_PYTHON, llama_cpp_sdist, unpack_llama_cpp_sdist
 from stagekit.wheels import cache_dir, cache_lock
 
-# What llama.cpp needs to build libllama; its docs, models, tools and tests stay in the archive.
-_BUILD_SOURCES = ("CMakeLists.txt", "cmake/", "common/", "ggml/", "include/", "src/", "vendor/", "LICENSE")
+# The Python package, and what llama.cpp needs to build libllama (its docs, models, tools and tests stay packed).
+_SOURCES = ["llama_cpp/", *(f"vendor/llama.cpp/{path}" for path in
+                            ("CMakeLists.txt", "cmake/", "common/", "ggml/", "include/", "src/", "vendor/", "LICENSE"))]
 
 
 def ensure_llama_cpp() -> None:
@@ -44,7 +44,7 @@ def _build(target: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     print(f"building llama-cpp-python {LLAMA_CPP_PYTHON}'s libllama for the tests (once; cached in {target})", flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama-cpp-build-") as tmp:
-        sources = _unpack(llama_cpp_sdist(Path(tmp)), Path(tmp) / "src")
+        sources = unpack_llama_cpp_sdist(llama_cpp_sdist(Path(tmp)), Path(tmp) / "src", _SOURCES)
         build = Path(tmp) / "build"
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         # Shared libraries that find each other beside themselves ($ORIGIN), as llama-cpp-python's wheel has them.
@@ -72,12 +72,3 @@ def _run(command: list[str], timeout: int) -> None:
     if result.returncode != 0:
         raise RuntimeError(f"{shlex.join(command)} failed:\n{result.stdout[-4000:]}")
 
-
-def _unpack(sdist: Path, directory: Path) -> Path:
-    """The sdist's `llama_cpp/` package and the llama.cpp sources the build reads, under `directory`."""
-    root = sdist.name[: -len(".tar.gz")]
-    wanted = (f"{root}/llama_cpp/", *(f"{root}/vendor/llama.cpp/{source}" for source in _BUILD_SOURCES))
-    with tarfile.open(sdist) as archive:
-        members = [member for member in archive.getmembers() if member.name.startswith(wanted)]
-        archive.extractall(directory, members=members, filter="data")
-    return directory / root
